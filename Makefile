@@ -1,0 +1,85 @@
+# gitdeploy.rollout — the two set-up commands of the README are `make demo` and
+# `make test`; everything else here is what they are made of.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# Primary toolchain: the newest ansible-core on Python 3.12.
+PYTHON ?= $(shell .ci/find-python 3.12)
+# Compatibility toolchain: ansible-core 2.19 on Python 3.11.
+PYTHON_COMPAT ?= $(shell .ci/find-python 3.11)
+VENV := .venv
+VENV_COMPAT := .venv-compat
+BIN := $(CURDIR)/$(VENV)/bin
+BUILD := $(CURDIR)/.build
+COLLECTION := $(BUILD)/ansible_collections/gitdeploy/rollout
+export ANSIBLE_COLLECTIONS_PATH := $(BUILD)/collections
+export ANSIBLE_CONFIG := $(CURDIR)/tests/ansible.cfg
+export PATH := $(BIN):$(PATH)
+PYTEST_WORKERS ?= 2
+
+.PHONY: help venv venv-compat demo test unit integration lint sanity build changelog-lint compat clean
+
+help:
+	@echo "make demo   - set up, start local SSH test hosts and run a real rollout end to end"
+	@echo "make test   - set up, then run every test and quality gate"
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt requirements-test.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-test.txt -c constraints.txt
+	touch $@
+
+venv-compat: $(VENV_COMPAT)/.installed
+$(VENV_COMPAT)/.installed: requirements-compat.txt
+	$(PYTHON_COMPAT) -m venv $(VENV_COMPAT)
+	$(VENV_COMPAT)/bin/pip install -q --disable-pip-version-check -r requirements-compat.txt
+	touch $@
+
+demo: venv
+	$(BIN)/python demo/run.py
+
+test: venv
+	$(MAKE) --no-print-directory unit integration lint sanity build changelog-lint compat
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+integration: venv
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) tests/integration
+
+# A copy of the tracked (and untracked, not ignored) files at the path ansible-test wants.
+$(COLLECTION): FORCE
+	rm -rf $(COLLECTION) && mkdir -p $(COLLECTION)
+	git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -xf - -C $(COLLECTION)
+
+lint: venv $(COLLECTION)
+	cd $(COLLECTION) && ANSIBLE_COLLECTIONS_PATH=$(BUILD) $(BIN)/ansible-lint --profile production --offline --strict
+
+sanity: venv $(COLLECTION)
+	.ci/ansible-test-offline $(BIN)
+	cd $(COLLECTION) && $(BIN)/ansible-test sanity --venv --python 3.12 --color no
+
+build: venv
+	rm -rf $(BUILD)/dist $(BUILD)/installed && mkdir -p $(BUILD)/dist
+	$(BIN)/ansible-galaxy collection build --output-path $(BUILD)/dist .
+	$(BIN)/ansible-galaxy collection install --offline -p $(BUILD)/installed $(BUILD)/dist/gitdeploy-rollout-*.tar.gz
+	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/installed $(BIN)/ansible-doc -l gitdeploy.rollout | tee $(BUILD)/doc-list.txt
+	test -s $(BUILD)/doc-list.txt
+
+changelog-lint: venv
+	$(BIN)/antsibull-changelog lint
+
+compat: venv-compat
+	$(MAKE) --no-print-directory BIN=$(CURDIR)/$(VENV_COMPAT)/bin unit-compat
+
+unit-compat:
+	$(BIN)/ansible --version | head -1
+	$(BIN)/pytest -q tests/unit tests/integration/test_harness.py
+
+clean:
+	-$(BIN)/python tests/hosts.py down
+	rm -rf $(VENV) $(VENV_COMPAT) $(BUILD) tests/output
+
+FORCE:

@@ -1,0 +1,112 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to gitdeploy.rollout
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The target's journal: human log lines and structured history records.
+
+Log line (one per event, in ``logs/git-deploy-active.log`` during a rollout)::
+
+    2026-11-21T10:15:00Z id=3f2a user=alice env=prod tag=prod-20261121-101500 phase=lock message...
+
+History record (one JSON object per line in ``.git-deploy/history.jsonl``)::
+
+    {"id": ..., "action": "deploy|revert|abort", "env": ..., "tag": ..., "commit": ...,
+     "previous_tag": ..., "user": ..., "controller": ..., "start": ISO, "end": ISO,
+     "result": "success|failed|rolled_back", "failed_host": ..., "failed_phase": ...,
+     "failed_hook": ...}
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import json
+import os
+
+LOG_FIELDS = ("id", "user", "env", "tag", "phase")
+RESULTS = ("success", "failed", "rolled_back")
+FILE_MODE = 0o640
+DIR_MODE = 0o750
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def isoformat(moment):
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_line(message, when=None, **fields):
+    """One log line: timestamp, the known fields in a fixed order, then the message."""
+    parts = [isoformat(when or utcnow())]
+    for key in LOG_FIELDS:
+        value = fields.get(key)
+        if value not in (None, ""):
+            parts.append("%s=%s" % (key, value))
+    parts.append(" ".join(str(message).splitlines()))
+    return " ".join(parts) + "\n"
+
+
+def ensure_dir(path):
+    """Create ``path`` (and parents) not world-writable; return it."""
+    if not os.path.isdir(path):
+        os.makedirs(path, DIR_MODE)
+    return path
+
+
+def append(path, text):
+    """Append ``text`` to ``path`` in one write (O_APPEND), creating it not world-writable."""
+    ensure_dir(os.path.dirname(path))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+    try:
+        os.write(fd, text.encode("utf-8", "replace"))
+    finally:
+        os.close(fd)
+
+
+def log(path, message, **fields):
+    append(path, format_line(message, **fields))
+
+
+def append_history(path, record):
+    append(path, json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_history(path):
+    """Return ``(records, corrupt_lines)``: records oldest first; unreadable lines are counted, not fatal."""
+    records, corrupt = [], 0
+    if not os.path.exists(path):
+        return records, corrupt
+    with open(path, "rb") as handle:
+        for raw in handle:
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line.decode("utf-8"))
+            except ValueError:
+                corrupt += 1
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                corrupt += 1
+    return records, corrupt
+
+
+def previous_live_tag(records, live_tag):
+    """The tag a revert without an explicit tag goes back to.
+
+    The newest successful rollout of a tag other than ``live_tag`` that was not
+    itself reverted away from: reverting twice goes further back, never back to
+    the release a revert just left.
+    """
+    reverted = set(r.get("previous_tag") for r in records
+                   if r.get("action") == "revert" and r.get("result") == "success")
+    for record in reversed(records):
+        tag = record.get("tag")
+        if record.get("result") == "success" and tag and tag != live_tag and tag not in reverted:
+            return tag
+    return None
