@@ -13,13 +13,16 @@ VENV := .venv
 VENV_COMPAT := .venv-compat
 BIN := $(CURDIR)/$(VENV)/bin
 BUILD := $(CURDIR)/.build
-COLLECTION := $(BUILD)/ansible_collections/gitdeploy/rollout
+# ansible-test wants the collection at .../ansible_collections/NS/NAME, outside any
+# git work tree that ignores it (it lists files with git): a copy under /tmp.
+TREE := $(or $(TMPDIR),/tmp)/gitdeploy-rollout-$(shell echo '$(CURDIR)' | cksum | cut -d' ' -f1)
+COLLECTION := $(TREE)/ansible_collections/gitdeploy/rollout
 export ANSIBLE_COLLECTIONS_PATH := $(BUILD)/collections
 export ANSIBLE_CONFIG := $(CURDIR)/tests/ansible.cfg
 export PATH := $(BIN):$(PATH)
 PYTEST_WORKERS ?= 2
 
-.PHONY: help venv venv-compat demo test unit integration lint sanity build changelog-lint compat clean
+.PHONY: collection-tree help venv venv-compat demo test unit integration lint sanity build changelog-lint compat clean
 
 help:
 	@echo "make demo   - set up, start local SSH test hosts and run a real rollout end to end"
@@ -50,14 +53,14 @@ integration: venv
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) tests/integration
 
 # A copy of the tracked (and untracked, not ignored) files at the path ansible-test wants.
-$(COLLECTION): FORCE
+collection-tree:
 	rm -rf $(COLLECTION) && mkdir -p $(COLLECTION)
 	git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -xf - -C $(COLLECTION)
 
-lint: venv $(COLLECTION)
-	cd $(COLLECTION) && ANSIBLE_COLLECTIONS_PATH=$(BUILD) $(BIN)/ansible-lint --profile production --offline --strict
+lint: venv collection-tree
+	cd $(COLLECTION) && ANSIBLE_COLLECTIONS_PATH=$(TREE) $(BIN)/ansible-lint --profile production --offline --strict
 
-sanity: venv $(COLLECTION)
+sanity: venv collection-tree
 	.ci/ansible-test-offline $(BIN)
 	cd $(COLLECTION) && $(BIN)/ansible-test sanity --venv --python 3.12 --color no
 
@@ -82,4 +85,3 @@ clean:
 	-$(BIN)/python tests/hosts.py down
 	rm -rf $(VENV) $(VENV_COMPAT) $(BUILD) tests/output
 
-FORCE:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Real SSH test hosts for gitdeploy.rollout: one ``sshd`` per host on 127.0.0.1.
 
 Every host has its own port, host key, ``authorized_keys`` (a client key made at
@@ -192,13 +191,15 @@ class Fleet:
             root = roots / host.name / "root"
             tmp = roots / host.name / "tmp"
             tmp.mkdir(parents=True, exist_ok=True)
-            children.setdefault(host.group, {"hosts": {}})["hosts"][host.name] = {
-                "ansible_port": host.port,
-                "git_deploy_root": str(root),
-                "ansible_remote_tmp": str(tmp),
-            }
-        inventory = {"all": {"vars": self.connection_vars(), "children": children}}
-        inventory["all"]["vars"].update(extra_vars or {})
+            # Connection variables go on each host, not on "all": the implicit
+            # localhost reads "all" vars, and controller-side tasks run there.
+            children.setdefault(host.group, {"hosts": {}})["hosts"][host.name] = dict(
+                self.connection_vars(),
+                ansible_port=host.port,
+                git_deploy_root=str(root),
+                ansible_remote_tmp=str(tmp),
+            )
+        inventory = {"all": {"vars": dict(extra_vars or {}), "children": children}}
         path = path or roots / "inventory.json"
         path.write_text(json.dumps(inventory, indent=2))
         return path
@@ -276,7 +277,7 @@ def _terminate(pid: int) -> None:
 
 
 def main(argv: list | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("action", choices=["up", "down", "inventory"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_BASE, help="where the hosts live")
     parser.add_argument("--group", action="append", default=[], metavar="NAME=COUNT",

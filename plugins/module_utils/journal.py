@@ -12,7 +12,7 @@ History record (one JSON object per line in ``.git-deploy/history.jsonl``)::
 
     {"id": ..., "action": "deploy|revert|abort", "env": ..., "tag": ..., "commit": ...,
      "previous_tag": ..., "user": ..., "controller": ..., "start": ISO, "end": ISO,
-     "result": "success|failed|rolled_back", "failed_host": ..., "failed_phase": ...,
+     "result": "success|failed|rolled_back|aborted", "failed_host": ..., "failed_phase": ...,
      "failed_hook": ...}
 """
 
@@ -25,7 +25,7 @@ import json
 import os
 
 LOG_FIELDS = ("id", "user", "env", "tag", "phase")
-RESULTS = ("success", "failed", "rolled_back")
+RESULTS = ("success", "failed", "rolled_back", "aborted")
 FILE_MODE = 0o640
 DIR_MODE = 0o750
 
