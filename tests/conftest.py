@@ -19,6 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hosts import REPO_ROOT, Fleet, collections_path  # noqa: E402
 
+# Unit tests import the collection as ansible_collections.gitdeploy.rollout.
+sys.path.insert(0, str(collections_path()))
+
 BIN = Path(sys.executable).parent
 
 

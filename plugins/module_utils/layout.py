@@ -26,7 +26,7 @@ import re
 
 # A plain name: environment, tag prefix, tag, hook prefix. No path separators,
 # no "..", no shell metacharacters, no leading dash (never read as an option).
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 REPO = "repo.git"
 RELEASES = "releases"

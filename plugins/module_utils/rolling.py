@@ -19,11 +19,14 @@ def batch_size(value, total):
     text = str(value).strip()
     try:
         if text.endswith("%"):
-            size = int(float(text[:-1]) * total / 100.0)
+            percent = float(text[:-1])
+            if percent <= 0:
+                raise ValueError
+            size = int(percent * total / 100.0)
         else:
             size = int(text)
     except ValueError:
-        raise ValueError("git_deploy_serial entry %r is not a number or a percentage" % (value,))
+        raise ValueError("git_deploy_serial entry %r is not a positive number or percentage" % (value,))
     if size < 0 or (not text.endswith("%") and size == 0):
         raise ValueError("git_deploy_serial entry %r must be positive" % (value,))
     return max(size, 1)

@@ -1,0 +1,64 @@
+import datetime
+import json
+import os
+import stat
+
+from ansible_collections.gitdeploy.rollout.plugins.module_utils import journal
+
+WHEN = datetime.datetime(2026, 11, 21, 10, 15, 0, tzinfo=datetime.timezone.utc)
+
+
+def test_line_has_timestamp_fields_in_order_and_one_line():
+    line = journal.format_line("hook said\nhello", when=WHEN, phase="pre-sync", env="prod", id="42", tag="prod-1")
+    assert line == "2026-11-21T10:15:00Z id=42 env=prod tag=prod-1 phase=pre-sync hook said hello\n"
+
+
+def test_empty_fields_are_left_out():
+    assert journal.format_line("x", when=WHEN, user="", env=None) == "2026-11-21T10:15:00Z x\n"
+
+
+def test_append_creates_files_not_world_writable(tmp_path):
+    path = tmp_path / "logs" / "a.log"
+    old = os.umask(0)
+    try:
+        journal.log(str(path), "one", env="prod")
+        journal.log(str(path), "two", env="prod")
+    finally:
+        os.umask(old)
+    assert path.read_text().count("\n") == 2
+    assert not stat.S_IMODE(path.stat().st_mode) & stat.S_IWOTH
+    assert not stat.S_IMODE(path.parent.stat().st_mode) & stat.S_IWOTH
+
+
+def test_history_round_trip_survives_corrupt_lines(tmp_path):
+    path = tmp_path / "history.jsonl"
+    journal.append_history(str(path), {"tag": "a", "result": "success"})
+    with open(path, "a") as handle:
+        handle.write("{not json\n[1, 2]\n\n")
+    journal.append_history(str(path), {"tag": "b", "result": "failed"})
+    records, corrupt = journal.read_history(str(path))
+    assert [r["tag"] for r in records] == ["a", "b"]
+    assert corrupt == 2
+
+
+def test_missing_history_is_empty(tmp_path):
+    assert journal.read_history(str(tmp_path / "none")) == ([], 0)
+
+
+def _rec(tag, action="deploy", result="success", previous=None):
+    return {"tag": tag, "action": action, "result": result, "previous_tag": previous}
+
+
+def test_previous_is_newest_other_success():
+    records = [_rec("a"), _rec("b"), _rec("c", result="rolled_back"), _rec("d")]
+    assert journal.previous_live_tag(records, "d") == "b"
+
+
+def test_revert_twice_goes_further_back_not_back_to_the_bad_one():
+    records = [_rec("z"), _rec("a"), _rec("b"), _rec("a", action="revert", previous="b")]
+    assert journal.previous_live_tag(records, "a") == "z"
+
+
+def test_no_previous():
+    assert journal.previous_live_tag([_rec("a")], "a") is None
+    assert json.dumps(journal.previous_live_tag([], None)) == "null"
