@@ -58,7 +58,7 @@ collection-tree:
 	git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -xf - -C $(COLLECTION)
 
 lint: venv collection-tree
-	cd $(COLLECTION) && ANSIBLE_COLLECTIONS_PATH=$(TREE) $(BIN)/ansible-lint --profile production --offline --strict
+	cd $(COLLECTION) && ANSIBLE_COLLECTIONS_PATH=$(TREE) $(BIN)/ansible-lint --profile production --offline --strict --nocolor
 
 sanity: venv collection-tree
 	.ci/ansible-test-offline $(BIN)
