@@ -57,15 +57,15 @@ class Deployment:
         return _run([str(BIN / "ansible"), "-i", str(self.inventory), *args], check, env)
 
     def playbook(self, playbook: str | Path, *args: str, extra_vars: dict | None = None,
-                 check: bool = True, **env: str) -> subprocess.CompletedProcess:
+                 check: bool = True, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
         cmd = [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(playbook), *args]
         if extra_vars:
             cmd += ["-e", json.dumps(extra_vars)]
-        return _run(cmd, check, env)
+        return _run(cmd, check, env, cwd)
 
 
-def _run(cmd: list, check: bool, env: dict) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(**env),
+def _run(cmd: list, check: bool, env: dict, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(**env), cwd=cwd,
                           stdin=subprocess.DEVNULL, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(

@@ -1,0 +1,224 @@
+"""The product end to end: deploy.yml / revert.yml / status.yml / unlock.yml run by
+the real ansible-playbook against real sshd hosts, from a real application checkout."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from apprepo import AppRepo
+
+PROD = ["prod1", "prod2", "prod3"]
+
+
+@pytest.fixture
+def app(tmp_path) -> AppRepo:
+    return AppRepo.create(tmp_path / "src")
+
+
+def run(deployment, app, playbook, *args, check=True, **extra_vars):
+    return deployment.playbook(f"gitdeploy.rollout.{playbook}", *args, extra_vars=extra_vars or None,
+                               check=check, cwd=app.path, SYNC_LOG=str(app.path.parent / "sync.log"),
+                               ANSIBLE_SHOW_CUSTOM_STATS="true")
+
+
+def live(deployment, host) -> str | None:
+    current = deployment.root(host) / "current"
+    return os.path.basename(os.readlink(current)) if current.is_symlink() else None
+
+
+def history(deployment, host) -> list:
+    path = deployment.root(host) / ".git-deploy" / "history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def hook_lines(deployment, host) -> list:
+    path = deployment.root(host) / "hooks.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def locked(deployment, host) -> bool:
+    return (deployment.root(host) / ".git-deploy" / "lock").exists()
+
+
+def prod_tags(app) -> list:
+    return sorted(t for t in app.upstream_tags() if t.startswith("prod-") and not t.endswith("_reverted"))
+
+
+def snapshot(paths) -> dict:
+    """Every file, link and directory under ``paths`` with its content hash."""
+    state = {}
+    for base in paths:
+        for dirpath, dirnames, filenames in os.walk(base):
+            for name in dirnames + filenames:
+                path = Path(dirpath) / name
+                if path.is_symlink():
+                    state[str(path)] = "link:" + os.readlink(path)
+                elif path.is_file():
+                    state[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+                else:
+                    state[str(path)] = "dir"
+    return state
+
+
+def test_deploy_then_deploy_a_change(deployment, app):
+    run(deployment, app, "deploy", env="prod")
+    [tag1] = prod_tags(app)
+    commit1 = app.head()
+    for host in PROD:
+        assert live(deployment, host) == tag1
+        deploy_file = (deployment.root(host) / "current" / ".deploy").read_text()
+        assert f"commit: {commit1}" in deploy_file and f"tag: {tag1}" in deploy_file
+        assert (deployment.root(host) / "current" / "app.txt").read_text() == "version 1\n"
+        assert not locked(deployment, host)
+        assert history(deployment, host)[-1]["result"] == "success"
+        assert not (deployment.root(host) / "logs" / "git-deploy-active.log").exists()
+        assert tag1 in (deployment.root(host) / "logs" / "git-deploy.log").read_text()
+        phases = [line.split()[1:3] for line in hook_lines(deployment, host)]
+        assert phases == [["pre-sync", "common"], ["pre-sync", "prod"], ["post-tree-update", "common"],
+                          ["post-tree-update", "prod"], ["post-sync", "common"], ["post-sync", "prod"]]
+    sync = (app.path.parent / "sync.log").read_text().splitlines()
+    assert sync == [f"prod {tag1} prod1 prod2 prod3"]
+    # The staging host was not touched.
+    assert not deployment.root("staging1").exists()
+
+    app.change("app.txt", "version 2\n", "version 2")
+    run(deployment, app, "deploy", env="prod")
+    tags = prod_tags(app)
+    assert len(tags) == 2
+    tag2 = max(tags, key=lambda t: t != tag1)
+    for host in PROD:
+        assert live(deployment, host) == tag2
+        assert (deployment.root(host) / "current" / "app.txt").read_text() == "version 2\n"
+        assert (deployment.root(host) / "releases" / tag1).is_dir()
+        assert history(deployment, host)[-1]["previous_tag"] == tag1
+
+
+def test_redeploy_of_the_live_commit_is_a_noop(deployment, app):
+    run(deployment, app, "deploy", env="prod")
+    before_tags = app.upstream_tags()
+    before = {h: (live(deployment, h), sorted(os.listdir(deployment.root(h) / "releases")),
+                  hook_lines(deployment, h)) for h in PROD}
+    run(deployment, app, "deploy", env="prod")
+    assert app.upstream_tags() == before_tags
+    for host in PROD:
+        after = (live(deployment, host), sorted(os.listdir(deployment.root(host) / "releases")),
+                 hook_lines(deployment, host))
+        assert after == before[host]
+        assert not locked(deployment, host)
+
+
+def test_revert_by_env_then_by_tag(deployment, app):
+    run(deployment, app, "deploy", env="prod")
+    [tag1] = prod_tags(app)
+    app.change("app.txt", "version 2\n", "version 2")
+    run(deployment, app, "deploy", env="prod")
+    [tag2] = [t for t in prod_tags(app) if t != tag1]
+
+    run(deployment, app, "revert", env="prod")
+    for host in PROD:
+        assert live(deployment, host) == tag1
+        assert (deployment.root(host) / "current" / "app.txt").read_text() == "version 1\n"
+        record = history(deployment, host)[-1]
+        assert (record["action"], record["tag"], record["previous_tag"], record["result"]) == (
+            "revert", tag1, tag2, "success")
+        reverted = [line.split() for line in hook_lines(deployment, host)][-4:]
+        assert [(r[1], r[3]) for r in reverted] == [("post-tree-update", "revert")] * 2 + [("post-reset", "revert")] * 2
+        assert not locked(deployment, host)
+    assert f"{tag2}_reverted" in app.upstream_tags()
+
+    run(deployment, app, "revert", tag=tag2)
+    for host in PROD:
+        assert live(deployment, host) == tag2
+
+
+def test_revert_refuses_bad_tags_and_changes_nothing(deployment, app):
+    run(deployment, app, "deploy", env="staging")
+    run(deployment, app, "deploy", env="prod")
+    [staging_tag] = [t for t in app.upstream_tags() if t.startswith("staging-")]
+    app.git("tag", "-a", "-m", "never deployed", "prod-20200101-000000")
+    before = snapshot([deployment.workdir / "roots"])
+    cases = [
+        ({"tag": "prod-20991231-235959"}, "prod-20991231-235959"),
+        ({"env": "prod", "tag": staging_tag}, "not of prod"),
+        ({"tag": "prod-20200101-000000"}, "never deployed"),
+        ({"tag": "prod-1;id"}, "not a plain name"),
+    ]
+    for extra, message in cases:
+        proc = run(deployment, app, "revert", check=False, **extra)
+        assert proc.returncode != 0, extra
+        assert message in proc.stdout + proc.stderr, (extra, proc.stdout[-3000:])
+        assert "Traceback" not in proc.stdout + proc.stderr
+    assert snapshot([deployment.workdir / "roots"]) == before
+
+
+def test_pre_sync_failure_on_one_host_switches_no_host(deployment, app):
+    run(deployment, app, "deploy", env="prod")
+    [tag1] = prod_tags(app)
+    app.change("app.txt", "version 2\n", "version 2")
+    (deployment.root("prod2") / "fail-pre-sync").touch()
+    proc = run(deployment, app, "deploy", env="prod", check=False)
+    assert proc.returncode != 0
+    assert "prod2" in proc.stdout and "pre-sync" in proc.stdout
+    for host in PROD:
+        assert live(deployment, host) == tag1
+        assert (deployment.root(host) / "current" / "app.txt").read_text() == "version 1\n"
+        assert not locked(deployment, host)
+        record = history(deployment, host)[-1]
+        assert (record["result"], record["failed_host"], record["failed_phase"]) == ("failed", "prod2", "pre-sync")
+        assert "post-tree-update" not in " ".join(hook_lines(deployment, host)[6:])
+
+
+def test_post_sync_failure_rolls_every_host_back(deployment, app):
+    run(deployment, app, "deploy", env="prod")
+    [tag1] = prod_tags(app)
+    app.change("app.txt", "version 2\n", "version 2")
+    (deployment.root("prod3") / "fail-post-sync").touch()
+    proc = run(deployment, app, "deploy", env="prod", check=False)
+    assert proc.returncode != 0
+    assert "prod3" in proc.stdout and "post-sync" in proc.stdout
+    [tag2] = [t for t in prod_tags(app) if t != tag1]
+    for host in PROD:
+        assert live(deployment, host) == tag1
+        assert not locked(deployment, host)
+        record = history(deployment, host)[-1]
+        assert (record["tag"], record["result"], record["failed_host"], record["failed_phase"]) == (
+            tag2, "rolled_back", "prod3", "post-sync")
+        resets = [line.split() for line in hook_lines(deployment, host) if " post-reset " in line]
+        assert [(r[3], r[4]) for r in resets] == [("rollback", tag1)] * 2
+
+
+def test_serial_batches_share_one_tag_and_switch_in_order(deployment, app):
+    run(deployment, app, "deploy", env="prod", git_deploy_serial=[1, "100%"])
+    tags = prod_tags(app)
+    assert len(tags) == 1
+    for host in PROD:
+        assert live(deployment, host) == tags[0]
+    # The archive logs carry the switch; prod1 (the canary batch) switched before
+    # prod2 and prod3 started theirs. Hooks record a global order in roots/order.log.
+    order = [line.split()[:2] for line in (deployment.workdir / "roots" / "order.log").read_text().splitlines()]
+    switches = [host for host, phase in order if phase == "post-tree-update"]
+    assert switches[:2] == ["prod1", "prod1"] and set(switches[2:]) == {"prod2", "prod3"}
+
+
+def test_check_mode_changes_nothing_anywhere(deployment, app):
+    run(deployment, app, "deploy", env="prod")
+    app.change("app.txt", "version 2\n", "version 2")
+    watched = [deployment.workdir / "roots", app.upstream, app.path / ".git" / "refs"]
+    before = snapshot(watched)
+    proc = run(deployment, app, "deploy", "--check", "--diff", env="prod")
+    assert "prod-" in proc.stdout
+    assert snapshot(watched) == before
+
+
+@pytest.mark.parametrize("env", ["../prod", "prod/x", "all", "nope", "prod;id", "prod x", ""])
+def test_bad_env_is_refused_before_any_host_is_touched(deployment, app, env):
+    proc = run(deployment, app, "deploy", env=env, check=False)
+    assert proc.returncode != 0
+    assert "is not a deployable environment" in proc.stdout
+    assert not (deployment.workdir / "roots" / "prod1" / "root").exists()
+    assert app.upstream_tags() == []
