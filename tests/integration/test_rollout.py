@@ -101,15 +101,13 @@ def test_deploy_then_deploy_a_change(deployment, app):
 def test_redeploy_of_the_live_commit_is_a_noop(deployment, app):
     run(deployment, app, "deploy", env="prod")
     before_tags = app.upstream_tags()
-    before = {h: (live(deployment, h), sorted(os.listdir(deployment.root(h) / "releases")),
-                  hook_lines(deployment, h)) for h in PROD}
-    run(deployment, app, "deploy", env="prod")
-    assert app.upstream_tags() == before_tags
+    before = snapshot([deployment.workdir / "roots"])
+    proc = run(deployment, app, "deploy", env="prod")
+    assert "already live on every host of prod: nothing to do" in proc.stdout
     for host in PROD:
-        after = (live(deployment, host), sorted(os.listdir(deployment.root(host) / "releases")),
-                 hook_lines(deployment, host))
-        assert after == before[host]
-        assert not locked(deployment, host)
+        assert f"{host} " in proc.stdout and "changed=0" in proc.stdout.split(f"\n{host} ")[-1].splitlines()[0]
+    assert snapshot([deployment.workdir / "roots"]) == before
+    assert app.upstream_tags() == before_tags
 
 
 def test_revert_by_env_then_by_tag(deployment, app):
