@@ -22,7 +22,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/tests/ansible.cfg
 export PATH := $(BIN):$(PATH)
 PYTEST_WORKERS ?= 2
 
-.PHONY: collection-tree help venv venv-compat demo test unit integration lint sanity build changelog-lint compat clean
+.PHONY: collection-tree molecule help venv venv-compat demo test unit integration lint sanity build changelog-lint compat clean
 
 help:
 	@echo "make demo   - set up, start local SSH test hosts and run a real rollout end to end"
@@ -44,13 +44,17 @@ demo: venv
 	$(BIN)/python demo/run.py
 
 test: venv
-	$(MAKE) --no-print-directory unit integration lint sanity build changelog-lint compat
+	$(MAKE) --no-print-directory unit integration molecule lint sanity build changelog-lint compat
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
 
 integration: venv
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) tests/integration
+
+molecule: venv
+	$(BIN)/python -c 'import sys; sys.path.insert(0, "tests"); import hosts; hosts.collections_path()'
+	$(BIN)/molecule test --all
 
 # A copy of the tracked (and untracked, not ignored) files at the path ansible-test wants.
 collection-tree:

@@ -88,3 +88,10 @@ class AppRepo:
 
     def upstream_tags(self) -> list:
         return self.tags(self.upstream)
+
+
+if __name__ == "__main__":  # pragma: no cover - used by the molecule scenario
+    import sys
+
+    base = Path(sys.argv[1])
+    print(AppRepo.create(base).path)
