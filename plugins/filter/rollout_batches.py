@@ -12,7 +12,7 @@ name: rollout_batches
 short_description: Cut an environment's hosts into the switch batches of a rolling rollout
 version_added: 0.1.0
 author:
-  - gitdeploy.rollout maintainers
+  - gitdeploy.rollout maintainers (@gitdeploy)
 description:
   - Splits a list of hosts into consecutive batches following C(git_deploy_serial),
     with the rules of the play keyword C(serial) (integers or percentages, the last

@@ -14,7 +14,7 @@ module: git_deploy_log
 short_description: Write a rollout's log lines and history record on a target
 version_added: 0.1.0
 author:
-  - gitdeploy.rollout maintainers
+  - gitdeploy.rollout maintainers (@gitdeploy)
 description:
   - Appends timestamped lines to the active log C(<root>/logs/git-deploy-active.log)
     while a rollout runs.
@@ -22,12 +22,14 @@ description:
     C(<root>/.git-deploy/history.jsonl) and moves the active log to the end of
     C(<root>/logs/git-deploy.log), like git-deploy's active and archive logs.
   - The history feeds C(status) and C(revert) (the rollout before the live one).
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   root:
     description: The target's C(git_deploy_root).
     type: path
     required: true
-  message:
+  line:
     description: A log line to append to the active log.
     type: str
   fields:
@@ -54,15 +56,18 @@ notes:
 attributes:
   check_mode:
     support: full
+    details: Reports what it would write and writes nothing.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 """
 
 EXAMPLES = r"""
 - name: Log the switch
   gitdeploy.rollout.git_deploy_log:
     root: /srv/app
-    message: switched current to prod-20261121-101500
+    line: switched current to prod-20261121-101500
     fields: {id: 20261121T101500Z-4711, user: alice, env: prod, tag: prod-20261121-101500, phase: switch}
 
 - name: Record the rollout and archive its log
@@ -120,12 +125,12 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             root=dict(type="path", required=True),
-            message=dict(type="str"),
+            line=dict(type="str"),
             fields=dict(type="dict", default={}),
             record=dict(type="dict"),
             archive=dict(type="bool", default=False),
         ),
-        required_one_of=[("message", "record", "archive")],
+        required_one_of=[("line", "record", "archive")],
         supports_check_mode=True,
     )
     params = module.params
@@ -145,8 +150,8 @@ def main():
         result["changed"] = True
         module.exit_json(**result)
 
-    if params["message"]:
-        journal.log(layout.active_log, params["message"], **params["fields"])
+    if params["line"]:
+        journal.log(layout.active_log, params["line"], **params["fields"])
         result["changed"] = True
     if record is not None:
         journal.append_history(layout.history, record)
