@@ -1,0 +1,509 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to gitdeploy.rollout
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Controller side of object delivery: git bundles of one rollout tag, built with dulwich.
+
+Layers, bottom up (each usable alone):
+
+* ``cache_key``: the identity of a bundle: (tag, tag object, commit, sorted haves).
+* ``pack_entries``: which objects a target is missing and how to send each one
+  (whole, or as a delta against the previous version of the same path, which may
+  live on the target only: a "thin" pack, as ``git bundle create`` makes).
+* ``write_tag_bundle``: the bundle file of ``refs/tags/<tag>`` with the target's
+  boundary commits as prerequisites.
+* ``cached``: a cache directory in which each key is built once, even when several
+  Ansible forks ask for it at the same moment (``fcntl.flock`` around the build, write
+  to a temporary name, ``os.rename`` into place).
+
+Controller only: imports dulwich. Target-side code never imports this file.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import fcntl
+import hashlib
+import json
+import os
+import stat
+import tempfile
+import time
+from collections import namedtuple
+
+try:
+    from dulwich.bundle import Bundle, write_bundle
+    from dulwich.errors import NotGitRepository
+    from dulwich.object_store import MissingObjectFinder, peel_sha
+    from dulwich.objects import Blob, Commit, Tag, hex_to_sha, sha_to_hex
+    from dulwich.pack import OFS_DELTA, REF_DELTA, UnpackedObject, create_delta
+    from dulwich.repo import Repo
+except ImportError:  # reported by the action plugin, with the fix
+    HAS_DULWICH = False
+else:
+    HAS_DULWICH = True
+
+# Bump when the bundle layout changes: old cache entries are then never reused.
+FORMAT = 1
+# Longest delta chain we create, as git's pack.depth default.
+MAX_DEPTH = 50
+# Cache entries not used for this long are removed when a new one is built.
+CACHE_MAX_AGE = 7 * 24 * 3600
+CHUNK = 1024 * 1024
+SHA_LEN = 40
+
+Built = namedtuple("Built", "path size sha256 objects prerequisites key cached")
+
+
+class BundleError(Exception):
+    """Something the person running the rollout has to fix; the message says what."""
+
+
+# -- pure -------------------------------------------------------------------
+
+def is_sha(value):
+    """True for a full lower-case hex object name."""
+    return (isinstance(value, str) and len(value) == SHA_LEN
+            and all(c in "0123456789abcdef" for c in value))
+
+
+def cache_key(tag, tag_object, commit, haves):
+    """The bundle's identity: same inputs in any order of ``haves`` give the same key.
+
+    ``tag_object`` is the object ``refs/tags/<tag>`` points at on the controller, so a
+    tag re-created under the same name never reuses an old bundle.
+    """
+    record = [FORMAT, tag, tag_object, commit, sorted(set(haves))]
+    return hashlib.sha256(json.dumps(record, separators=(",", ":")).encode("ascii")).hexdigest()
+
+
+def file_digest(path):
+    """(size, sha256 hex) of a file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def default_cache_dir():
+    """``$XDG_CACHE_HOME/gitdeploy/bundles``, else ``~/.cache/gitdeploy/bundles``,
+    else (no usable home) a directory under the controller's temp dir."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if not os.path.isabs(base):
+        base = os.path.join(tempfile.gettempdir(), "gitdeploy-%d" % os.getuid())
+    return os.path.join(base, "gitdeploy", "bundles")
+
+
+# -- reading the controller repository --------------------------------------
+
+def open_repo(path):
+    """The dulwich Repo at ``path`` (a checkout or a bare repository)."""
+    if not HAS_DULWICH:
+        raise BundleError("dulwich is not installed on the controller: pip install dulwich")
+    try:
+        return Repo(path)
+    except (NotGitRepository, OSError) as exc:
+        raise BundleError("%s is not a git repository on the controller (%s): pass the checkout "
+                          "or bare cache git_deploy_tag returned as 'repo'" % (path, exc))
+
+
+def resolve_tag(repo, tag):
+    """(tag object, commit) hex strings for ``refs/tags/<tag>`` in ``repo``."""
+    ref = ("refs/tags/%s" % tag).encode("utf-8")
+    try:
+        target = repo.refs[ref]
+    except KeyError:
+        raise BundleError("tag %s is not in the controller repository %s: create it with "
+                          "gitdeploy.rollout.git_deploy_tag, or run: git -C %s fetch --tags"
+                          % (tag, repo.path, repo.path))
+    peeled = peel_sha(repo.object_store, target)[1]
+    if not isinstance(peeled, Commit):
+        raise BundleError("tag %s in %s points to a %s, not a commit"
+                          % (tag, repo.path, peeled.type_name.decode("ascii")))
+    return target.decode("ascii"), peeled.id.decode("ascii")
+
+
+def known_commits(repo, shas):
+    """The subset of ``shas`` that are commits in ``repo`` (bytes, sorted)."""
+    store = repo.object_store
+    known = []
+    for sha in sorted(set(shas)):
+        raw = sha.encode("ascii")
+        if raw in store:
+            if store[raw].type_num == Commit.type_num:
+                known.append(raw)
+    return known
+
+
+# -- which objects travel, and how --------------------------------------------
+
+def _topological(store, commits):
+    """Missing commits, parents before children."""
+    order, seen = [], set()
+    for start in sorted(commits):
+        stack = [(start, False)]
+        while stack:
+            sha, expanded = stack.pop()
+            if expanded:
+                order.append(sha)
+                continue
+            if sha in seen:
+                continue
+            seen.add(sha)
+            stack.append((sha, True))
+            for parent in reversed(store[sha].parents):
+                if parent in commits and parent not in seen:
+                    stack.append((parent, False))
+    return order
+
+
+_EMPTY = {}
+
+
+def _previous_versions(objects, commits, missing):
+    """Map each missing tree/blob to the object at the same path in the first parent.
+
+    Every missing object is decided once, at the first commit (parents first) that
+    introduces it, so a base was always decided earlier: no cycles. Returns (bases,
+    introduced): the map, and the missing trees/blobs in order of introduction.
+    """
+    bases, decided, introduced = {}, set(), []
+    for sha in commits:
+        commit = objects[sha]
+        old_root = objects[commit.parents[0]].tree if commit.parents else None
+        stack = [(commit.tree, old_root)]
+        while stack:
+            new, old = stack.pop()
+            if new not in missing or new in decided:
+                continue
+            decided.add(new)
+            introduced.append(new)
+            old_tree = _EMPTY
+            if old is not None and old != new:
+                bases[new] = old
+                old_tree = objects[old]
+            tree = objects[new]
+            for name in tree:  # Tree's mapping interface: no sorting, no tuples per entry
+                mode, sha = tree[name]
+                prev_mode, prev = old_tree[name] if name in old_tree else (0, None)
+                if stat.S_ISDIR(mode):
+                    stack.append((sha, prev if stat.S_ISDIR(prev_mode) else None))
+                elif (stat.S_ISREG(mode) or stat.S_ISLNK(mode)) and sha in missing and sha not in decided:
+                    decided.add(sha)
+                    introduced.append(sha)
+                    if prev is not None and prev != sha and not stat.S_ISDIR(prev_mode):
+                        bases[sha] = prev
+    return bases, introduced
+
+
+def _limit_chains(base_of, in_pack):
+    """Drop deltas that would close a cycle or exceed MAX_DEPTH (the object goes whole).
+
+    Depth counts deltas down to a whole object; a base outside the pack (on the
+    target) counts as whole.
+    """
+    depth = {}
+    for start in list(base_of):
+        path, on_path, cur = [], set(), start
+        while cur not in depth:
+            base = base_of.get(cur)
+            if base is None or base not in in_pack:
+                depth[cur] = 0 if base is None else 1
+                break
+            if cur in on_path:  # a cycle: this object goes whole
+                del base_of[cur]
+                depth[cur] = 0
+                break
+            path.append(cur)
+            on_path.add(cur)
+            cur = base
+        for sha in reversed(path):
+            if sha in depth:
+                continue
+            below = depth[base_of[sha]]
+            if below >= MAX_DEPTH:
+                del base_of[sha]
+                depth[sha] = 0
+            else:
+                depth[sha] = below + 1
+    return base_of
+
+
+class _Objects:
+    """The object store, parsing each commit, tree and tag once (the finder and the
+    delta search read the same ones); blobs are not kept."""
+
+    def __init__(self, store):
+        self.store = store
+        self.cache = {}
+
+    def __getitem__(self, sha):
+        obj = self.cache.get(sha)
+        if obj is None:
+            obj = self.store[sha]
+            if obj.type_num != Blob.type_num:
+                self.cache[sha] = obj
+        return obj
+
+    def __contains__(self, sha):
+        return sha in self.store
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def _stored_deltas(store, shas, usable):
+    """Deltas git already stored in the controller's packs for ``shas`` whose base is
+    ``usable``, looked up object by object (never a scan of a whole pack)."""
+    found = {}
+    for pack in getattr(store, "packs", []):
+        names = None  # offset -> object id, built once per pack if an offset delta shows up
+        for sha in shas:
+            if sha in found or sha not in pack:
+                continue
+            offset = pack.index.object_offset(sha)
+            unpacked = pack.data.get_unpacked_object_at(offset)
+            if unpacked.pack_type_num == OFS_DELTA:
+                if names is None:
+                    names = {ofs: name for name, ofs, _crc in pack.index.iterentries()}
+                base = sha_to_hex(names[offset - unpacked.delta_base])
+            elif unpacked.pack_type_num == REF_DELTA:
+                base = sha_to_hex(unpacked.delta_base)
+            else:
+                continue
+            if base in usable:
+                found[sha] = (base, unpacked.decomp_chunks)
+    return found
+
+
+def pack_entries(repo, want, haves):
+    """The pack a target with ``haves`` (commit ids, bytes) needs to get ``want``.
+
+    Returns (entries, prerequisites): UnpackedObjects ordered bases first, and the
+    boundary commits the target must have (what ``git bundle create want ^have``
+    lists). A tree or blob goes as the delta git already stored for it on the
+    controller if there is one (git chose it, bounded its chain), else as a delta
+    against the previous version of its path when that is less than half its size
+    (that base may be on the target only: a thin pack, as git bundle makes), else whole.
+    """
+    objects = _Objects(repo.object_store)
+    finder = MissingObjectFinder(objects, haves=haves, wants=[want])
+    remote_has = finder.get_remote_has()
+    types = {}
+    for sha, hint in finder:
+        # The finder calls symlinks trees; only its "regular file" hint is trusted.
+        types[sha] = Blob.type_num if hint and hint[0] == Blob.type_num else objects[sha].type_num
+    missing = set(types)
+    commits = _topological(objects, {sha for sha, kind in types.items() if kind == Commit.type_num})
+    bases, introduced = _previous_versions(objects, commits, missing)
+    # A fixed order (the finder's is a set's): the same inputs give the same bytes.
+    tags = sorted(sha for sha, kind in types.items() if kind == Tag.type_num)
+    todo = tags + commits + introduced
+    todo += sorted(missing.difference(todo))
+
+    prerequisites = set()
+    for sha in commits:
+        prerequisites.update(p for p in objects[sha].parents if p not in missing)
+    for sha in tags:
+        if objects[sha].object[1] not in missing:
+            prerequisites.add(objects[sha].object[1])
+    if want not in missing:  # a lightweight tag of a commit the target has
+        prerequisites.add(want)
+
+    # Bases may be in the pack or on the target (dulwich's remote_has lists what is
+    # below the boundary commits' root trees, not the roots themselves).
+    usable = missing | remote_has | {objects[sha].tree for sha in prerequisites
+                                     if objects[sha].type_num == Commit.type_num}
+    deltas = _stored_deltas(repo.object_store, todo, usable)  # sha -> (base hex, delta chunks)
+    for sha in todo:
+        base = bases.get(sha)
+        if sha in deltas or base not in usable:
+            continue
+        target = objects[sha].as_raw_string()
+        delta = list(create_delta(objects[base].as_raw_string(), target))
+        if sum(len(chunk) for chunk in delta) < len(target) // 2 - 20:
+            deltas[sha] = (base, delta)
+    base_of = _limit_chains({sha: deltas[sha][0] for sha in todo if sha in deltas}, missing)
+
+    entries, emitted = [], set()
+    for start in todo:
+        chain, cur = [], start
+        while cur is not None and cur in missing and cur not in emitted:
+            chain.append(cur)
+            emitted.add(cur)
+            cur = base_of.get(cur)
+        for sha in reversed(chain):
+            if sha in base_of:
+                entries.append(UnpackedObject(types[sha], delta_base=hex_to_sha(base_of[sha]),
+                                              decomp_chunks=list(deltas[sha][1]), sha=hex_to_sha(sha)))
+            else:
+                obj = objects[sha]
+                entries.append(UnpackedObject(obj.type_num, decomp_chunks=obj.as_raw_chunks(),
+                                              sha=hex_to_sha(sha)))
+    return entries, sorted(prerequisites)
+
+
+class _Pack:
+    """The little of dulwich's PackDataLike that write_bundle uses."""
+
+    def __init__(self, entries, object_format):
+        self._entries = entries
+        self.object_format = object_format
+
+    def __len__(self):
+        return len(self._entries)
+
+    def iter_unpacked(self):
+        return iter(self._entries)
+
+    def close(self):
+        self._entries = []
+
+
+def write_tag_bundle(repo, tag, tag_object, haves, path):
+    """Write the bundle of ``refs/tags/<tag>`` for a target having ``haves`` to ``path``.
+
+    The bundle advertises the tag object itself (never the peeled commit), so the
+    annotated tag arrives whole. Returns {"objects": n, "prerequisites": [hex, ...]}.
+    """
+    entries, prerequisites = pack_entries(repo, tag_object.encode("ascii"), haves)
+    bundle = Bundle()
+    bundle.version = 2
+    bundle.capabilities = {}
+    bundle.prerequisites = [(sha, _subject(repo, sha)) for sha in prerequisites]
+    bundle.references = {("refs/tags/%s" % tag).encode("utf-8"): tag_object.encode("ascii")}
+    bundle.pack_data = _Pack(entries, repo.object_format)
+    with open(path, "wb") as handle:
+        write_bundle(handle, bundle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    bundle.close()
+    return {"objects": len(entries), "prerequisites": [p.decode("ascii") for p in prerequisites]}
+
+
+def _subject(repo, sha):
+    """The first line of a commit message, as ``git bundle create`` writes it."""
+    message = repo.object_store[sha].message.split(b"\n", 1)[0]
+    return message.replace(b"\r", b"")[:200]
+
+
+# -- the cache ----------------------------------------------------------------
+
+def cached(cache_dir, key, build):
+    """Return a Built for ``key``, calling ``build(tmp_path) -> meta`` at most once.
+
+    ``meta`` is {"objects": n, "prerequisites": [...]}. Several processes asking for
+    the same key wait on one lock; the first builds into a temporary file and renames
+    it into place, the others find it done.
+    """
+    _makedirs(cache_dir)
+    final = os.path.join(cache_dir, key + ".bundle")
+    meta_path = os.path.join(cache_dir, key + ".json")
+    lock_path = os.path.join(cache_dir, key + ".lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        os.utime(lock_path, None)  # in use: never pruned
+        try:
+            meta = _read_meta(meta_path, final)
+            if meta is not None:
+                for path in (final, meta_path):
+                    os.utime(path, None)
+                return Built(final, meta["size"], meta["sha256"], meta["objects"],
+                             meta["prerequisites"], key, True)
+            tmp = "%s.%d.tmp" % (final, os.getpid())
+            try:
+                meta = dict(build(tmp))
+                meta["size"], meta["sha256"] = file_digest(tmp)
+                os.rename(tmp, final)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            _write_json(meta_path, meta)
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    _prune(cache_dir, keep=key)
+    return Built(final, meta["size"], meta["sha256"], meta["objects"],
+                 meta["prerequisites"], key, False)
+
+
+def forget(cache_dir, key):
+    """Remove the cache entry of ``key`` (a target found it damaged): the next run rebuilds."""
+    lock_path = os.path.join(cache_dir, key + ".lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            for suffix in (".json", ".bundle"):
+                try:
+                    os.unlink(os.path.join(cache_dir, key + suffix))
+                except OSError:
+                    pass
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _read_meta(meta_path, bundle_path):
+    """The stored metadata if the entry is complete and its size still matches."""
+    try:
+        with open(meta_path) as handle:
+            meta = json.load(handle)
+        if os.path.getsize(bundle_path) == meta["size"]:
+            return meta
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _write_json(path, data):
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, sort_keys=True)
+    os.rename(tmp, path)
+
+
+def _makedirs(path):
+    try:
+        os.makedirs(path, 0o700, exist_ok=True)
+    except OSError as exc:
+        raise BundleError("cannot create the bundle cache %s (%s): set cache_dir to a "
+                          "writable directory on the controller" % (path, exc))
+
+
+def _prune(cache_dir, keep, max_age=CACHE_MAX_AGE):
+    """Remove cache entries nobody used for ``max_age`` seconds."""
+    limit = time.time() - max_age
+    try:
+        names = os.listdir(cache_dir)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(keep):
+            continue
+        path = os.path.join(cache_dir, name)
+        try:
+            if os.stat(path).st_mtime < limit:
+                os.unlink(path)
+        except OSError:
+            pass
+
+
+def tag_bundle(cache_dir, repo_path, tag, commit, haves):
+    """The cached bundle that brings ``tag`` (which must peel to ``commit``) to a target
+    whose refs point at ``haves`` (commit ids; include ``commit`` if the target has it).
+    """
+    repo = open_repo(repo_path)
+    try:
+        tag_object, tag_commit = resolve_tag(repo, tag)
+        if tag_commit != commit:
+            raise BundleError("tag %s in %s points to commit %s, not %s: pass the commit "
+                              "git_deploy_tag returned for this tag"
+                              % (tag, repo_path, tag_commit, commit))
+        key = cache_key(tag, tag_object, commit, haves)
+        usable = known_commits(repo, haves)
+        return cached(cache_dir, key,
+                      lambda path: write_tag_bundle(repo, tag, tag_object, usable, path))
+    finally:
+        repo.close()
