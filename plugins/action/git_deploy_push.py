@@ -89,6 +89,13 @@ class ActionModule(ActionBase):
             haves.append(commit)
         try:
             built = bundle.tag_bundle(cache_dir, args["repo"], tag, commit, haves)
+        except bundle.TagMissing as exc:
+            if not self._task.check_mode:
+                raise PushFailed("%s (host %s)" % (exc, host), result=out)
+            # A check-mode rollout has not cut its tag: weigh the commit instead.
+            size, objects, prerequisites = bundle.preview(args["repo"], commit, haves)
+            out.update(changed=True, bytes=size, objects=objects, prerequisites=prerequisites)
+            return out
         except bundle.BundleError as exc:
             raise PushFailed("%s (host %s)" % (exc, host), result=out)
         out.update(changed=True, bytes=built.size, objects=built.objects,

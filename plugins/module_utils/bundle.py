@@ -62,6 +62,10 @@ class BundleError(Exception):
 
 # -- pure -------------------------------------------------------------------
 
+class TagMissing(BundleError):
+    """The rollout tag is not in the controller's repository (yet)."""
+
+
 def is_sha(value):
     """True for a full lower-case hex object name."""
     return (isinstance(value, str) and len(value) == SHA_LEN
@@ -117,7 +121,7 @@ def resolve_tag(repo, tag):
     try:
         target = repo.refs[ref]
     except KeyError:
-        raise BundleError("tag %s is not in the controller repository %s: create it with "
+        raise TagMissing("tag %s is not in the controller repository %s: create it with "
                           "gitdeploy.rollout.git_deploy_tag, or run: git -C %s fetch --tags"
                           % (tag, repo.path, repo.path))
     peeled = peel_sha(repo.object_store, target)[1]
@@ -506,4 +510,20 @@ def tag_bundle(cache_dir, repo_path, tag, commit, haves):
         return cached(cache_dir, key,
                       lambda path: write_tag_bundle(repo, tag, tag_object, usable, path))
     finally:
+        repo.close()
+
+
+def preview(repo_path, commit, haves):
+    """What a bundle of ``commit`` for a target with ``haves`` would weigh, for check
+    mode when the rollout tag is not cut yet: the real bundle adds the tag object
+    (a few hundred bytes). Writes only a temporary file. Returns (bytes, objects,
+    prerequisites)."""
+    repo = open_repo(repo_path)
+    handle, path = tempfile.mkstemp(suffix=".bundle")
+    os.close(handle)
+    try:
+        info = write_tag_bundle(repo, "preview", commit, known_commits(repo, haves), path)
+        return os.path.getsize(path), info["objects"], info["prerequisites"]
+    finally:
+        os.unlink(path)
         repo.close()

@@ -415,6 +415,11 @@ def main():
         module.fail_json(msg="output_limit must be 0 or more bytes, got %s" % p["output_limit"])
     release = os.path.abspath(p["release"]) if p["release"] else None
     if release and not os.path.isdir(release):
+        if module.check_mode:
+            # A check-mode rollout prepares nothing: there are no hooks to list yet.
+            module.warn("release %s is not prepared (check mode): its %s hooks cannot be listed"
+                        % (release, phase))
+            module.exit_json(changed=False, hooks=[], failed_hook=None, ignored_failures=[])
         module.fail_json(msg="release %s does not exist or is not a directory: prepare it first "
                              "(gitdeploy.rollout.git_deploy_release state=prepared)" % release)
     log_file = p["log_file"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,74 @@ def test_bad_env_is_refused_before_any_host_is_touched(deployment, app, env):
     assert "is not a deployable environment" in proc.stdout
     assert not (deployment.workdir / "roots" / "prod1" / "root").exists()
     assert app.upstream_tags() == []
+
+
+def plant_lock(deployment, host, owner="mallory@elsewhere", expires="2099-01-01T00:00:00Z", deploy_id="other-42"):
+    path = deployment.root(host) / ".git-deploy" / "lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "deploy_id": deploy_id, "owner": owner, "env": "prod", "action": "deploy", "tag": None,
+        "reason": "planted by a test", "created": "2026-01-01T00:00:00Z", "expires": expires,
+        "host": host, "root": str(deployment.root(host))}))
+    return path
+
+
+def test_lock_held_on_one_host_stops_the_rollout_everywhere(deployment, app):
+    run(deployment, app, "deploy", env="prod")
+    [tag1] = prod_tags(app)
+    app.change("app.txt", "version 2\n", "version 2")
+    lock = plant_lock(deployment, "prod2")
+    planted = lock.read_text()
+    proc = run(deployment, app, "deploy", env="prod", check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "mallory@elsewhere" in out and "gitdeploy.rollout.unlock" in out
+    assert lock.read_text() == planted                      # someone else's lock is untouched
+    assert not locked(deployment, "prod1") and not locked(deployment, "prod3")
+    assert prod_tags(app) == [tag1]                         # no tag for a rollout that never ran
+    for host in PROD:
+        assert live(deployment, host) == tag1
+
+
+def test_status_shows_drift_and_a_stale_lock(deployment, app):
+    run(deployment, app, "deploy", env="prod")
+    [tag1] = prod_tags(app)
+    app.change("app.txt", "version 2\n", "version 2")
+    run(deployment, app, "deploy", env="prod")
+    # Drift: prod2 is put back on the first release by hand; prod3 has a dead rollout's lock.
+    current = deployment.root("prod2") / "current"
+    os.symlink(f"releases/{tag1}", str(current) + ".tmp")
+    os.replace(str(current) + ".tmp", current)
+    plant_lock(deployment, "prod3", owner="ghost@gone", expires="2020-01-01T00:00:00Z", deploy_id="dead-7")
+    proc = run(deployment, app, "status", env="prod")
+    assert "DRIFT" in proc.stdout
+    prod3 = next(line for line in proc.stdout.splitlines() if line.strip(' "').startswith("prod3"))
+    assert "locked by ghost@gone" in prod3 and "STALE" in prod3
+    prod2 = next(line for line in proc.stdout.splitlines() if line.strip(' "').startswith("prod2"))
+    assert f"live {tag1}" in prod2
+    assert '"drift": true' in proc.stdout                   # set_stats, machine-readable
+
+
+def test_unlock_needs_force_for_someone_elses_lock(deployment, app):
+    run(deployment, app, "deploy", env="prod")
+    lock = plant_lock(deployment, "prod1")
+    proc = run(deployment, app, "unlock", env="prod", check=False)
+    assert proc.returncode != 0
+    assert "held by mallory@elsewhere" in proc.stdout and "force=true" in proc.stdout
+    assert lock.exists()
+
+    run(deployment, app, "unlock", env="prod", force=True)
+    assert not lock.exists()
+    record = history(deployment, "prod1")[-1]
+    assert (record["action"], record["id"], record["result"]) == ("abort", "other-42", "aborted")
+    assert [line.split()[1] for line in hook_lines(deployment, "prod1")][-2:] == ["post-abort", "post-abort"]
+    # Hosts without a lock are left alone.
+    assert history(deployment, "prod2")[-1]["action"] == "deploy"
+
+
+def test_unlock_releases_your_own_lock_without_force(deployment, app):
+    run(deployment, app, "deploy", env="prod")
+    owner = f"{os.environ.get('USER') or 'unknown'}@{socket.gethostname()}"
+    lock = plant_lock(deployment, "prod3", owner=owner)
+    run(deployment, app, "unlock", env="prod")
+    assert not lock.exists()
