@@ -524,7 +524,9 @@ class ReleaseTree:
         if records is None:
             records, _corrupt = journal.read_history(self.layout.history)
         found = journal.previous_live_tag(records, live)
-        if found:
+        if found or records:
+            # With a history, its answer stands, "none" included: after a revert the
+            # release it left must not come back as the next revert's target.
             return found
         names = self.releases()
         complete = [n for n in names if self.is_complete(n)]

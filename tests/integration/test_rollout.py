@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pwd
 import socket
 from pathlib import Path
 
@@ -288,7 +289,8 @@ def test_unlock_needs_force_for_someone_elses_lock(deployment, app):
 
 def test_unlock_releases_your_own_lock_without_force(deployment, app):
     run(deployment, app, "deploy", env="prod")
-    owner = f"{os.environ.get('USER') or 'unknown'}@{socket.gethostname()}"
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or pwd.getpwuid(os.getuid()).pw_name
+    owner = f"{user}@{socket.gethostname()}"
     lock = plant_lock(deployment, "prod3", owner=owner)
     run(deployment, app, "unlock", env="prod")
     assert not lock.exists()
