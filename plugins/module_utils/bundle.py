@@ -122,8 +122,8 @@ def resolve_tag(repo, tag):
         target = repo.refs[ref]
     except KeyError:
         raise TagMissing("tag %s is not in the controller repository %s: create it with "
-                          "gitdeploy.rollout.git_deploy_tag, or run: git -C %s fetch --tags"
-                          % (tag, repo.path, repo.path))
+                         "gitdeploy.rollout.git_deploy_tag, or run: git -C %s fetch --tags"
+                         % (tag, repo.path, repo.path))
     peeled = peel_sha(repo.object_store, target)[1]
     if not isinstance(peeled, Commit):
         raise BundleError("tag %s in %s points to a %s, not a commit"
