@@ -27,6 +27,8 @@ import re
 import socket
 import traceback
 
+from urllib.parse import urlsplit, urlunsplit
+
 from ansible_collections.gitdeploy.rollout.plugins.module_utils.layout import check_name
 from ansible_collections.gitdeploy.rollout.plugins.module_utils import tagging
 
@@ -73,13 +75,40 @@ def _short(sha):
     return _s(sha)[:12] if sha else sha
 
 
-def _describe(exc):
-    """An exception as one readable string (some dulwich errors have an empty str())."""
+def redact(url):
+    """``url`` fit for messages and results: a password in it becomes ``***``."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc="%s:***@%s" % (user, host)))
+
+
+def _describe(exc, url=None):
+    """An exception as one readable string (some dulwich errors have an empty str()),
+    with the password of ``url`` masked wherever the library quoted it."""
     text = str(exc).strip()
     name = exc.__class__.__name__
-    if not text:
-        return name
-    return text if name in ("GitError", "Exception") else "%s: %s" % (name, text)
+    if text and name not in ("GitError", "Exception"):
+        text = "%s: %s" % (name, text)
+    text = text or name
+    password = url_password(url)
+    return text.replace(password, "***") if password else text
+
+
+def url_password(url):
+    """The password in ``url``, if any: modules add it to their no_log values."""
+    try:
+        return urlsplit(url).password if url else None
+    except ValueError:
+        return None
 
 
 class Source:
@@ -167,7 +196,7 @@ def open_cache(url, cache_dir=None, fetch=True):
     elif known != url:
         raise GitError(
             "cache_dir %s is the cache of %s, not of %s: leave cache_dir unset (one cache per URL) or "
-            "remove it (rm -rf %s)." % (path, known, url, path)
+            "remove it (rm -rf %s)." % (path, redact(known), redact(url), path)
         )
     source = Source(repo, path, url=url)
     if fetch:
@@ -188,7 +217,7 @@ def fetch_cache(source):
     except Exception as exc:  # pylint: disable=broad-except
         raise GitError(
             "could not fetch %s into the cache %s: %s. Check the URL and that this controller can "
-            "read it (ssh key, credentials, network)." % (source.url, source.path, _describe(exc)),
+            "read it (ssh key, credentials, network)." % (redact(source.url), source.path, _describe(exc, source.url)),
             repo=source.path,
         )
     refs = getattr(result, "refs", result) or {}
@@ -223,7 +252,7 @@ def head_commit(source):
 def require_commits(source):
     if head_commit(source) is None and not tag_refs(source.repo):
         if source.cache:
-            raise GitError("the repository %s has no commits: push something to it first." % source.url,
+            raise GitError("the repository %s has no commits: push something to it first." % redact(source.url),
                            repo=source.path)
         raise GitError("the repository %s has no commits yet: commit what you want to roll out "
                        "(git add ... && git commit) first." % source.path, repo=source.path)
@@ -275,7 +304,7 @@ def resolve(source, ref, prefer_tags=False):
         return parse_commit(repo, _b(name)).id, None
     except Exception:  # pylint: disable=broad-except
         pass
-    where = source.url and ("the cache of %s (%s)" % (source.url, source.path)) or source.path
+    where = source.url and ("the cache of %s (%s)" % (redact(source.url), source.path)) or source.path
     raise GitError(
         "ref %r is not a branch, tag or commit of %s: give one that exists there%s."
         % (name, where, "" if source.cache else " (git fetch --tags to get the remote's)"),
@@ -469,7 +498,7 @@ def push_tag(repo, url, name):
         client, path = get_transport_and_path(url, config=repo.get_config_stack())
         result = client.send_pack(_b(path), update_refs, generate_pack_data=generate_pack_data)
     except Exception as exc:  # pylint: disable=broad-except
-        raise GitError(_describe(exc))
+        raise GitError(_describe(exc, url))
     remote = seen.get("remote")
     if remote not in (None, sha) and remote != b"0" * 40:
         raise GitError("the remote already has a different tag %s (%s): someone else made a tag of that "
@@ -534,7 +563,7 @@ def _push(source, label, url, name, result):
         raise GitError(
             "tag %s is in %s but pushing it to %s (%s) failed: %s\nThe tag is kept. Fix the remote and "
             "re-run: the existing tag will be pushed (or push it yourself: git push %s refs/tags/%s)."
-            % (name, source.path, label, url, exc.msg, url if source.cache else label, name),
+            % (name, source.path, label, redact(url), exc.msg, redact(url) if source.cache else label, name),
             **result
         )
 
@@ -567,7 +596,7 @@ def tag_rollout(source, env, prefix=None, ref=None, message=None,
     commit, refname = resolve(source, ref, prefer_tags=bool(revert_of))
     result["commit"] = _s(commit)
     label, url = _remote(source, remote, warnings)
-    result["remote"] = url
+    result["remote"] = redact(url)
     do_push = bool(push and url)
     refs = tag_refs(repo)
     names = set(refs)
@@ -713,7 +742,7 @@ def _remote_lacks(source, url, name, warnings):
         refs = client.get_refs(_b(path))
         refs = getattr(refs, "refs", refs) or {}
     except Exception as exc:  # pylint: disable=broad-except
-        warnings.append("could not list the tags of %s: %s" % (url, _describe(exc)))
+        warnings.append("could not list the tags of %s: %s" % (redact(url), _describe(exc, url)))
         return True
     return refs.get(TAGS + _b(name)) != source.repo.refs[TAGS + _b(name)]
 

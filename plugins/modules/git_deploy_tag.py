@@ -309,6 +309,7 @@ from ansible_collections.gitdeploy.rollout.plugins.module_utils.gitrepo import (
     GitError,
     open_cache,
     open_checkout,
+    url_password,
     tag_rollout,
 )
 from ansible_collections.gitdeploy.rollout.plugins.module_utils.tagging import DEFAULT_DATE_FORMAT
@@ -343,6 +344,9 @@ def main():
     if not HAS_DULWICH:
         module.fail_json(msg=missing_required_lib("dulwich"), exception=DULWICH_IMPORT_ERROR)
     params = module.params
+    if url_password(params["repo_url"]):
+        # Whatever quotes the URL (git, dulwich, Ansible's invocation) shows *** instead.
+        module.no_log_values.add(url_password(params["repo_url"]))
     source = None
     try:
         if params["repo_url"]:
