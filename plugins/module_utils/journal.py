@@ -70,8 +70,20 @@ def log(path, message, **fields):
     append(path, format_line(message, **fields))
 
 
+def _ends_mid_line(path):
+    """Whether ``path`` ends without a newline (a record cut short by a crash or a full disk)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) != b"\n"
+    except (OSError, IOError):  # missing or empty
+        return False
+
+
 def append_history(path, record):
-    append(path, json.dumps(record, sort_keys=True) + "\n")
+    """Append ``record`` on a line of its own, even after a line cut short."""
+    text = json.dumps(record, sort_keys=True) + "\n"
+    append(path, "\n" + text if _ends_mid_line(path) else text)
 
 
 def read_history(path):
@@ -94,6 +106,24 @@ def read_history(path):
             else:
                 corrupt += 1
     return records, corrupt
+
+
+def settled_tag(records):
+    """The tag the newest *finished* rollout left live, or None.
+
+    A success leaves its tag; a rollout rolled back leaves the tag it started
+    from. Failed and aborted rollouts (a crash, ``unlock force``) settle
+    nothing: the answer is the one before them. A host whose live tag is not its
+    settled tag was switched by a rollout that never finished: the next rollout
+    of that tag runs its hooks there again instead of calling it done.
+    """
+    for record in reversed(records):
+        result = record.get("result")
+        if result == "success" and record.get("tag"):
+            return record["tag"]
+        if result == "rolled_back" and record.get("previous_tag"):
+            return record["previous_tag"]
+    return None
 
 
 def previous_live_tag(records, live_tag):

@@ -519,6 +519,11 @@ class ReleaseTree:
         meta = meta if meta is not None else self.meta(tag)
         return bool(meta and meta.get("commit") and meta.get("strategy", "releases") == "releases")
 
+    def settled_tag(self):
+        """What the newest finished rollout left live here (see journal.settled_tag)."""
+        records, _corrupt = journal.read_history(self.layout.history)
+        return journal.settled_tag(records)
+
     def previous_tag(self, live, records=None):
         """Where a revert goes: the history's answer, else the newest other complete release."""
         if records is None:
@@ -1028,6 +1033,7 @@ class ReleaseTree:
             "releases": releases,
             "failed_tags": failed,
             "previous_tag": previous,
+            "settled_tag": journal.settled_tag(records),
             "dirty": bool(mods) or mods is None,
             "local_modifications": mods or [],
             "history": history,

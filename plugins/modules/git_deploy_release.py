@@ -217,6 +217,14 @@ previous_tag:
   returned: always
   type: str
   sample: prod-20261120-093000
+settled_tag:
+  description:
+    - The tag the newest finished rollout in the history left live (a success leaves its tag, a rollback the tag it
+      started from; failed and aborted rollouts are skipped); null without such a record.
+    - When RV(live_tag) differs from it, a rollout that never finished (a controller crash) switched this host.
+  returned: always
+  type: str
+  sample: prod-20261121-101500
 pruned:
   description:
     - Releases deleted (or that would be, in check mode), in deletion order.
@@ -296,6 +304,7 @@ def run(module, params):
         result = tree.switch_in_place(tag, commit, params["deploy_file"], force)
     result.pop("changed_current", None)
     result.setdefault("local_modifications", [])
+    result["settled_tag"] = tree.settled_tag()
     result.update(changed=bool(tree.actions), actions=tree.actions, cleaned=tree.cleaned)
     return tree, result
 

@@ -149,6 +149,14 @@ previous_tag:
   returned: always
   type: str
   sample: prod-20261120-093000
+settled_tag:
+  description:
+    - The tag the newest finished rollout in the history left live (a success leaves its tag, a rollback the tag it
+      started from; failed and aborted rollouts are skipped); null without such a record.
+    - When RV(live_tag) differs from it, a rollout that never finished (a controller crash) switched this host.
+  returned: always
+  type: str
+  sample: prod-20261121-101500
 dirty:
   description:
     - With O(strategy=in_place), whether tracked files of C(current) were changed locally (or C(current) is not a

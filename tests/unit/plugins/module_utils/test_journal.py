@@ -3,6 +3,8 @@ import json
 import os
 import stat
 
+import pytest
+
 from ansible_collections.gitdeploy.rollout.plugins.module_utils import journal
 
 WHEN = datetime.datetime(2026, 11, 21, 10, 15, 0, tzinfo=datetime.timezone.utc)
@@ -41,6 +43,23 @@ def test_history_round_trip_survives_corrupt_lines(tmp_path):
     assert corrupt == 2
 
 
+def test_a_record_after_a_line_cut_short_starts_on_its_own_line(tmp_path):
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"tag": "a", "result": "success"}\n{"tag": "cut", "resu')
+    journal.append_history(str(path), {"tag": "b", "result": "success"})
+    records, corrupt = journal.read_history(str(path))
+    assert [r["tag"] for r in records] == ["a", "b"]
+    assert corrupt == 1
+    assert path.read_text().startswith('{"tag": "a", "result": "success"}\n{"tag": "cut", "resu\n')
+
+
+def test_an_empty_history_gets_no_leading_blank_line(tmp_path):
+    path = tmp_path / "history.jsonl"
+    path.write_text("")
+    journal.append_history(str(path), {"tag": "a"})
+    assert path.read_text() == '{"tag": "a"}\n'
+
+
 def test_missing_history_is_empty(tmp_path):
     assert journal.read_history(str(tmp_path / "none")) == ([], 0)
 
@@ -62,3 +81,23 @@ def test_revert_twice_goes_further_back_not_back_to_the_bad_one():
 def test_no_previous():
     assert journal.previous_live_tag([_rec("a")], "a") is None
     assert json.dumps(journal.previous_live_tag([], None)) == "null"
+
+
+def _done(tag, result="success", previous=None, action="deploy"):
+    return {"tag": tag, "result": result, "previous_tag": previous, "action": action}
+
+
+@pytest.mark.parametrize("records, settled", [
+    ([], None),
+    ([_done("a")], "a"),
+    ([_done("a"), _done("b", result="rolled_back", previous="a")], "a"),
+    # A crash then `unlock force` (aborted) or a failure without rollback settle nothing.
+    ([_done("a"), _done("b", result="aborted")], "a"),
+    ([_done("a"), _done("b", result="failed", previous="a")], "a"),
+    ([_done("a"), _done("b"), _done("a", action="revert")], "a"),
+    ([_done("b", result="aborted")], None),
+    # A rollback from nothing (first rollout) says nothing either.
+    ([_done("a"), _done("b", result="rolled_back", previous="")], "a"),
+])
+def test_settled_tag_is_what_the_newest_finished_rollout_left_live(records, settled):
+    assert journal.settled_tag(records) == settled
