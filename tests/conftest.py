@@ -6,6 +6,7 @@ Integration tests get real sshd hosts (``tests/hosts.py``) and run the real
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -62,6 +63,31 @@ class Deployment:
         if extra_vars:
             cmd += ["-e", json.dumps(extra_vars)]
         return _run(cmd, check, env, cwd)
+
+
+def snapshot(paths) -> dict:
+    """Every file, link and directory under ``paths`` with its content hash."""
+    state = {}
+    for base in paths:
+        for dirpath, dirnames, filenames in os.walk(base):
+            for name in dirnames + filenames:
+                path = Path(dirpath) / name
+                if path.is_symlink():
+                    state[str(path)] = "link:" + os.readlink(path)
+                elif path.is_file():
+                    state[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+                else:
+                    state[str(path)] = "dir"
+    return state
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def _run(cmd: list, check: bool, env: dict, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@
 
   and always records its ``id -u`` in ``uid-<phase>-<host>``;
 * state readers (:func:`live`, :func:`history`, :func:`lock_record`,
-  :func:`complete_release`, :func:`snapshot`) read the roots directly: the test hosts
+  :func:`complete_release`) read the roots directly: the test hosts
   are sshd instances on this machine.
 
 Every wait has a deadline and says what it waited for when it expires.
@@ -23,7 +23,6 @@ Every wait has a deadline and says what it waited for when it expires.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -383,22 +382,6 @@ def rollout_tags(app: AppRepo, prefix: str = "prod") -> list:
     return sorted(t for t in names if t.startswith(prefix + "-") and not t.endswith("_reverted"))
 
 
-def snapshot(paths) -> dict:
-    """Every file, link and directory under ``paths`` with its content hash."""
-    state = {}
-    for base in paths:
-        for dirpath, dirnames, filenames in os.walk(base):
-            for name in dirnames + filenames:
-                path = Path(dirpath) / name
-                if path.is_symlink():
-                    state[str(path)] = "link:" + os.readlink(path)
-                elif path.is_file():
-                    state[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
-                else:
-                    state[str(path)] = "dir"
-    return state
-
-
 def diff_snapshots(before: dict, after: dict) -> list:
     keys = sorted(set(before) | set(after))
     return [f"{k}: {before.get(k, 'absent')} -> {after.get(k, 'absent')}"
@@ -420,11 +403,3 @@ def world_writable(paths) -> list:
             if path.stat().st_mode & 0o002:
                 found.append(f"{path} {oct(path.stat().st_mode & 0o7777)}")
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False

@@ -2,6 +2,7 @@
 
 import json
 
+from conftest import alive
 from hosts import Fleet
 
 
@@ -45,12 +46,4 @@ def test_down_stops_every_sshd_and_removes_its_directory(tmp_path):
     fleet.down()
     assert not (tmp_path / "mini").exists()
     for pid in pids:
-        assert not _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
+        assert not alive(pid)

@@ -23,11 +23,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from conftest import alive, snapshot  # noqa: E402
 from hosts import Fleet, ensure_sshd  # noqa: E402
 from reliability_helpers import (  # noqa: E402
     Control,
     Rollouts,
-    alive,
     complete_release,
     diff_snapshots,
     expire_lock,
@@ -37,7 +37,6 @@ from reliability_helpers import (  # noqa: E402
     lock_record,
     make_app,
     rollout_tags,
-    snapshot,
     wait_for,
     world_writable,
     write_inventory,

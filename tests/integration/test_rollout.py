@@ -3,16 +3,15 @@ the real ansible-playbook against real sshd hosts, from a real application check
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pwd
 import socket
-from pathlib import Path
 
 import pytest
 
 from apprepo import AppRepo
+from conftest import snapshot
 
 PROD = ["prod1", "prod2", "prod3"]
 
@@ -49,22 +48,6 @@ def locked(deployment, host) -> bool:
 
 def prod_tags(app) -> list:
     return sorted(t for t in app.upstream_tags() if t.startswith("prod-") and not t.endswith("_reverted"))
-
-
-def snapshot(paths) -> dict:
-    """Every file, link and directory under ``paths`` with its content hash."""
-    state = {}
-    for base in paths:
-        for dirpath, dirnames, filenames in os.walk(base):
-            for name in dirnames + filenames:
-                path = Path(dirpath) / name
-                if path.is_symlink():
-                    state[str(path)] = "link:" + os.readlink(path)
-                elif path.is_file():
-                    state[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
-                else:
-                    state[str(path)] = "dir"
-    return state
 
 
 def test_deploy_then_deploy_a_change(deployment, app):
