@@ -71,7 +71,9 @@ sanity: venv collection-tree
 build: venv
 	rm -rf $(BUILD)/dist $(BUILD)/installed && mkdir -p $(BUILD)/dist
 	$(BIN)/ansible-galaxy collection build --output-path $(BUILD)/dist .
-	$(BIN)/ansible-galaxy collection install --offline -p $(BUILD)/installed $(BUILD)/dist/gitdeploy-rollout-*.tar.gz
+	# Only the temp path: galaxy would call the collection installed already when the
+	# test symlink of an earlier run is on ANSIBLE_COLLECTIONS_PATH (a second make test).
+	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/installed $(BIN)/ansible-galaxy collection install --offline -p $(BUILD)/installed $(BUILD)/dist/gitdeploy-rollout-*.tar.gz
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/installed $(BIN)/ansible-doc -l gitdeploy.rollout | tee $(BUILD)/doc-list.txt
 	test -s $(BUILD)/doc-list.txt
 
