@@ -199,6 +199,7 @@ def test_lock_held_on_one_host_stops_the_rollout_everywhere(deployment, app):
     out = proc.stdout + proc.stderr
     assert "mallory@elsewhere" in out and "gitdeploy.rollout.unlock" in out
     assert lock.read_text() == planted                      # someone else's lock is untouched
+    # prod1 (locked first, in name order) was locked, then released again: all or nothing.
     assert not locked(deployment, "prod1") and not locked(deployment, "prod3")
     assert prod_tags(app) == [tag1]                         # no tag for a rollout that never ran
     for host in PROD:
@@ -224,27 +225,21 @@ def test_status_shows_drift_and_a_stale_lock(deployment, app):
     assert '"drift": true' in proc.stdout                   # set_stats, machine-readable
 
 
-def test_unlock_needs_force_for_someone_elses_lock(deployment, app):
+def test_unlock_releases_your_own_lock_and_needs_force_for_someone_elses(deployment, app):
     run(deployment, app, "deploy", env="prod")
-    lock = plant_lock(deployment, "prod1")
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or pwd.getpwuid(os.getuid()).pw_name
+    own = plant_lock(deployment, "prod3", owner=f"{user}@{socket.gethostname()}", deploy_id="mine-1")
+    foreign = plant_lock(deployment, "prod1")
     proc = run(deployment, app, "unlock", env="prod", check=False)
     assert proc.returncode != 0
     assert "held by mallory@elsewhere" in proc.stdout and "force=true" in proc.stdout
-    assert lock.exists()
+    assert foreign.exists()
+    assert not own.exists()                                 # your own lock needs no force
 
     run(deployment, app, "unlock", env="prod", force=True)
-    assert not lock.exists()
+    assert not foreign.exists()
     record = history(deployment, "prod1")[-1]
     assert (record["action"], record["id"], record["result"]) == ("abort", "other-42", "aborted")
     assert [line.split()[1] for line in hook_lines(deployment, "prod1")][-2:] == ["post-abort", "post-abort"]
     # Hosts without a lock are left alone.
     assert history(deployment, "prod2")[-1]["action"] == "deploy"
-
-
-def test_unlock_releases_your_own_lock_without_force(deployment, app):
-    run(deployment, app, "deploy", env="prod")
-    user = os.environ.get("USER") or os.environ.get("LOGNAME") or pwd.getpwuid(os.getuid()).pw_name
-    owner = f"{user}@{socket.gethostname()}"
-    lock = plant_lock(deployment, "prod3", owner=owner)
-    run(deployment, app, "unlock", env="prod")
-    assert not lock.exists()
