@@ -77,15 +77,9 @@ def _short(sha):
 
 def redact(url):
     """``url`` fit for messages and results: a password in it becomes ``***``."""
-    if not url:
+    if not url_password(url):
         return url
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if not password:
-        return url
+    parts = urlsplit(url)
     userinfo, host = parts.netloc.rsplit("@", 1)
     user = userinfo.split(":", 1)[0]
     return urlunsplit(parts._replace(netloc="%s:***@%s" % (user, host)))

@@ -227,9 +227,10 @@ def main():
     if not HAS_DULWICH:
         module.fail_json(msg=missing_required_lib("dulwich"), exception=DULWICH_IMPORT_ERROR)
     params = module.params
-    if url_password(params["repo_url"]):
+    password = url_password(params["repo_url"])
+    if password:
         # Whatever quotes the URL (git, dulwich, Ansible's invocation) shows *** instead.
-        module.no_log_values.add(url_password(params["repo_url"]))
+        module.no_log_values.add(password)
     source = None
     try:
         if params["repo_url"]:
