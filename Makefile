@@ -50,7 +50,7 @@ unit: venv
 	$(BIN)/pytest -q tests/unit
 
 integration: venv
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) tests/integration
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --durations=25 tests/integration
 
 molecule: venv
 	$(BIN)/python -c 'import sys; sys.path.insert(0, "tests"); import hosts; hosts.collections_path()'
