@@ -167,6 +167,20 @@ def test_serial_batches_share_one_tag_and_switch_in_order(deployment, app):
     switches = [host for host, phase in order if phase == "post-tree-update"]
     assert switches[:2] == ["prod1", "prod1"] and set(switches[2:]) == {"prod2", "prod3"}
 
+    # A failing canary stops the rollout before the next batch: prod2 and prod3 never
+    # switch to the new tag, prod1 goes back to the old one.
+    app.change("app.txt", "version 2\n", "version 2")
+    (deployment.root("prod1") / "fail-post-tree-update").touch()
+    proc = run(deployment, app, "deploy", env="prod", git_deploy_serial=[1, "100%"], check=False)
+    assert proc.returncode != 0
+    [tag2] = [t for t in prod_tags(app) if t != tags[0]]
+    summary = " ".join(proc.stdout.split())
+    assert "failed on prod1: first failure on prod1 in phase switch" in summary, summary[-1500:]
+    for host in PROD:
+        assert live(deployment, host) == tags[0], host
+    for host in ("prod2", "prod3"):
+        assert [line for line in hook_lines(deployment, host) if f" post-tree-update prod deploy {tag2} " in line] == []
+
 
 def test_check_mode_changes_nothing_anywhere(deployment, app):
     run(deployment, app, "deploy", env="prod")
