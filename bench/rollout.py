@@ -76,7 +76,7 @@ def run(collections: Path, inventory: Path, app, playbook: str, log: Path | None
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--repeat", type=int, default=3, help="rollout cycles to measure (default 3)")
     parser.add_argument("--log", type=Path, help="keep each run's ansible-playbook output in this directory")
     options = parser.parse_args()
