@@ -16,6 +16,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.gitdeploy.rollout.plugins.module_utils import bundle
 from ansible_collections.gitdeploy.rollout.plugins.module_utils.layout import check_name
+from ansible_collections.gitdeploy.rollout.plugins.plugin_utils import delivery
 from ansible_collections.gitdeploy.rollout.plugins.modules.git_deploy_push import OPTIONS
 
 MODULE = "gitdeploy.rollout.git_deploy_push"
@@ -74,32 +75,17 @@ class ActionModule(ActionBase):
             target.update({k: v for k, v in out.items() if k not in target})
             return target
         out.update(haves=target["haves"], repo=target["repo"], changed=bool(target.get("changed")))
-        if target["tag_commit"] == commit:
+        if not delivery.needed(target, commit):
             return out
-        if target["tag_commit"] is not None:
-            raise PushFailed(
-                "refs/tags/%s in %s on %s points to commit %s, not %s: a rollout tag is never "
-                "moved. Inspect it with: git --git-dir=%s show --no-patch %s"
-                % (tag, target["repo"], host, target["tag_commit"], commit, target["repo"], tag),
-                result=out)
-
-        cache_dir = args["cache_dir"] or bundle.default_cache_dir()
-        haves = list(target["haves"])
-        if target["commit_present"]:
-            haves.append(commit)
         try:
-            built = bundle.tag_bundle(cache_dir, args["repo"], tag, commit, haves)
-        except bundle.TagMissing as exc:
-            if not self._task.check_mode:
-                raise PushFailed("%s (host %s)" % (exc, host), result=out)
-            # A check-mode rollout has not cut its tag: weigh the commit instead.
-            size, objects, prerequisites = bundle.preview(args["repo"], commit, haves)
-            out.update(changed=True, bytes=size, objects=objects, prerequisites=prerequisites)
+            built, info = delivery.build(args["repo"], tag, commit, target, args["cache_dir"],
+                                         self._task.check_mode, host)
+        except delivery.DeliveryFailed as exc:
+            raise PushFailed("%s. Inspect it with: git --git-dir=%s show --no-patch %s" % (exc, target["repo"], tag)
+                             if target.get("tag_commit") else str(exc), result=out)
+        out.update(info, changed=True)
+        if built is None:
             return out
-        except bundle.BundleError as exc:
-            raise PushFailed("%s (host %s)" % (exc, host), result=out)
-        out.update(changed=True, bytes=built.size, objects=built.objects,
-                   prerequisites=built.prerequisites)
         if self._task.diff:
             out["diff"] = dict(
                 before_header="%s:%s refs/tags/%s" % (host, target["repo"], tag),
@@ -110,16 +96,13 @@ class ActionModule(ActionBase):
         if self._task.check_mode:
             return out
 
-        tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
-        remote = self._connection._shell.join_path(tmpdir, "%s.bundle" % tag)
-        self._transfer_file(built.path, remote)
-        self._fixup_perms2((tmpdir, remote), execute=False)
+        remote = delivery.transfer(self, built, tag)
         out["transferred"] = True
         fetched = self._module(args, task_vars, _mode="ingest", _bundle=remote,
                                _bundle_size=built.size, _bundle_sha256=built.sha256)
         if fetched.get("failed"):
             if fetched.get("damaged"):
-                bundle.forget(cache_dir, built.key)
+                delivery.forget(built, args["cache_dir"])
             fetched.update({k: v for k, v in out.items() if k not in fetched})
             return fetched
         out["changed"] = bool(fetched.get("changed")) or out["changed"]

@@ -25,6 +25,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+from urllib.parse import urlsplit
 
 from ansible_collections.gitdeploy.rollout.plugins.module_utils import tagging
 
@@ -43,6 +44,7 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 ELLIPSIS = "..."
 CUT_MARK = "\n[... announcement cut at %d characters]"
 FENCE = "```"
+MASK = "********"
 
 
 def event_of(action, result):
@@ -371,3 +373,38 @@ def compose(facts, changes=None, now=None, max_commits=MAX_COMMITS, max_files=MA
         "chat_text": chat_text,
         "payload": {"text": chat_text, "gitdeploy": structured},
     }
+
+
+def secret_variants(secrets):
+    """Every secret, plus the path and query of the ones that are URLs (longest first)."""
+    found = set()
+    for secret in secrets or []:
+        secret = (secret or "").strip()
+        if len(secret) < 4:
+            continue
+        found.add(secret)
+        try:
+            parts = urlsplit(secret)
+        except ValueError:
+            continue
+        if parts.scheme and parts.netloc:
+            for part in (parts.path, parts.query, parts.netloc.rpartition("@")[0]):
+                if len(part) >= 4 and part != "/":
+                    found.add(part)
+    return sorted(found, key=len, reverse=True)
+
+
+def mask(text, secrets):
+    text = "" if text is None else str(text)
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
+
+
+def project_name(project=None, repo_url=None, repo_path=None):
+    """The project an announcement names: ``project``, else the repository's name."""
+    if project:
+        return project
+    name = (repo_url or "").rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] if repo_url else \
+        (repo_path or "").rstrip("/").rsplit("/", 1)[-1]
+    return name[:-4] if name.endswith(".git") else name

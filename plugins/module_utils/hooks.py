@@ -576,6 +576,77 @@ def failure_message(entry, cwd, timeout):
     return text
 
 
+def describe(summary, phase, env, hooks_root, check_mode):
+    """One line saying what a phase did (or would do in check mode)."""
+    hooks = summary["hooks"]
+    if not hooks:
+        where = os.path.join(hooks_root, "sync", env + ".sync") if phase == "sync" else \
+            "%s/apps/{common,%s}/%s.*" % (hooks_root, env, phase)
+        return "no %s hooks for %s (looked for %s)" % (phase, env, where)
+    runnable = [label(h) for h in hooks if not h["skipped"]]
+    skipped = len(hooks) - len(runnable)
+    if check_mode:
+        text = "check mode: would run %d %s hook(s) for %s in this order: %s" % (
+            len(runnable), phase, env, ", ".join(runnable) or "none")
+    else:
+        text = "ran %d %s hook(s) for %s" % (summary["ran"], phase, env)
+    if skipped:
+        text += "; %d skipped" % skipped
+    if summary["ignored_failures"]:
+        text += "; %d failed (ignored)" % len(summary["ignored_failures"])
+    return text
+
+
+def run_phase(source, hook_dir, phase, env, action, cwd=None, rollout_tag=None, start_tag=None, root=None,
+              timeout=DEFAULT_TIMEOUT, output_limit=DEFAULT_OUTPUT_LIMIT, log_file=None, log_level=None,
+              log_message=None, log_announce=False, hosts=None, deploy_file_path=None, deploy_text="",
+              check_mode=False):
+    """Discover and run the hooks of ``phase`` in the tree ``source`` (a release, or a commit's
+    hook directory exported on the controller); return the summary of :func:`run_hooks` plus
+    ``hook_dir`` (where the hooks were looked for), ``log_file`` and ``msg``.
+
+    Raises :class:`HookError` for a hook tree that cannot be used (nothing ran) and OSError
+    when the log cannot be written.
+    """
+    hooks_root = os.path.join(source, check_relative(hook_dir, "hook_dir"))
+    cwd = cwd or source
+    entries = discover(hooks_root, source, phase, env)
+    common = dict(rollout_tag=rollout_tag, start_tag=start_tag, root=root)
+    if phase == "sync":
+        environ = sync_environment(os.environ, action, env, cwd, deploy_file_path, hosts=hosts,
+                                   deploy_text=deploy_text, **common)
+
+        def environment(entry):
+            return environ
+    else:
+        def environment(entry):
+            return hook_environment(os.environ, action, phase, env, entry["prefix"], cwd, log_level=log_level,
+                                    log_message=log_message, log_announce=log_announce, **common)
+
+    log = HookLog(log_file, phase=phase, env=env, tag=rollout_tag) if log_file else None
+    try:
+        summary = run_hooks(entries, cwd, environment, phase, action, timeout=timeout,
+                            output_limit=output_limit, log=log, check_mode=check_mode)
+    finally:
+        if log:
+            log.close()
+    summary.update(hook_dir=hooks_root, log_file=log_file,
+                   msg=summary["failure"] or describe(summary, phase, env, hooks_root, check_mode))
+    return summary
+
+
+def phases_present(release, hook_dir, env, phases=PHASES):
+    """The phases among ``phases`` that have at least one hook file in ``release`` for ``env``."""
+    base = os.path.join(release, check_relative(hook_dir, "hook_dir"), "apps")
+    names = []
+    for prefix in ([COMMON] if env == COMMON else [COMMON, env]):
+        try:
+            names += os.listdir(os.path.join(base, prefix))
+        except OSError:
+            continue
+    return [phase for phase in phases if any(n.startswith(phase + ".") and not skip_reason(n) for n in names)]
+
+
 # -- hooks from a commit (controller) --------------------------------------
 def export_hook_dir(repo_path, commit, hook_dir, dest):
     """Write ``<hook_dir>`` of ``commit`` in the git repository ``repo_path`` under ``dest``.

@@ -21,6 +21,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import errno
 import json
 import os
 
@@ -28,6 +29,7 @@ LOG_FIELDS = ("id", "user", "env", "tag", "phase")
 RESULTS = ("success", "failed", "rolled_back", "aborted")
 FILE_MODE = 0o640
 DIR_MODE = 0o750
+CHUNK = 1024 * 1024
 
 
 def utcnow():
@@ -56,18 +58,53 @@ def ensure_dir(path):
     return path
 
 
+def write_all(fd, data):
+    """Write every byte of ``data`` to ``fd``: a short write (a full disk) is retried, then raises."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:  # pragma: no cover - os.write raises ENOSPC rather than return 0
+            raise OSError(errno.ENOSPC, "short write")
+        view = view[written:]
+
+
 def append(path, text):
-    """Append ``text`` to ``path`` in one write (O_APPEND), creating it not world-writable."""
+    """Append ``text`` to ``path`` (O_APPEND), creating it not world-writable."""
     ensure_dir(os.path.dirname(path))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
     try:
-        os.write(fd, text.encode("utf-8", "replace"))
+        write_all(fd, text.encode("utf-8", "replace"))
     finally:
         os.close(fd)
 
 
 def log(path, message, **fields):
     append(path, format_line(message, **fields))
+
+
+def archive(active, archive_path, chunk=CHUNK):
+    """Move the content of the ``active`` log to the end of ``archive_path``; True if there was any.
+
+    Copied in chunks, every byte written (short writes retried), fsynced; the active log is
+    removed only after that. On any failure the active log stays as it was and the error
+    propagates (a partial copy may remain at the end of the archive: lines are duplicated,
+    never lost).
+    """
+    try:
+        source = open(active, "rb")
+    except FileNotFoundError:
+        return False
+    with source:
+        ensure_dir(os.path.dirname(archive_path))
+        fd = os.open(archive_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        try:
+            for data in iter(lambda: source.read(chunk), b""):
+                write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    os.unlink(active)
+    return True
 
 
 def _ends_mid_line(path):

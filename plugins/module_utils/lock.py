@@ -36,7 +36,6 @@ import errno
 import json
 import os
 import re
-import socket
 import time
 
 try:
@@ -426,7 +425,7 @@ def _decide_release(existing, request, path, host):
 
 # -- file operations -----------------------------------------------------------------------------
 def hostname():
-    return socket.gethostname()
+    return os.uname()[1]
 
 
 def read_lock(path):

@@ -353,14 +353,9 @@ from ansible_collections.gitdeploy.rollout.plugins.module_utils.hooks import (
     LOG_LEVELS,
     PHASES,
     HookError,
-    HookLog,
-    discover,
     export_hook_dir,
     fail_whale,
-    hook_environment,
-    label,
-    run_hooks,
-    sync_environment,
+    run_phase,
 )
 from ansible_collections.gitdeploy.rollout.plugins.module_utils.layout import (
     Layout,
@@ -426,14 +421,13 @@ def main():
     if not log_file and root and phase != "sync":
         log_file = Layout(root).active_log
 
-    result = dict(changed=False, hooks=[], failed_hook=None, ignored_failures=[],
-                  log_file=log_file)
+    result = dict(changed=False, hooks=[], failed_hook=None, ignored_failures=[], log_file=log_file,
+                  hook_dir=os.path.join(release or "", hook_dir))
     workdir = tempfile.mkdtemp(prefix="git-deploy-hooks-", dir=module.tmpdir)
     try:
-        source = os.path.join(workdir, "tree") if p["repo"] else release
-        hooks_root = os.path.join(source, hook_dir)
-        result["hook_dir"] = hooks_root
+        source = release
         if p["repo"]:
+            source = os.path.join(workdir, "tree")
             try:
                 os.mkdir(source)
                 result["commit"], _found = export_hook_dir(p["repo"], p["commit"], hook_dir, source)
@@ -444,72 +438,36 @@ def main():
             except Exception as exc:  # dulwich: not a repository, corrupt objects
                 module.fail_json(msg="cannot read hooks of %s from repository %s: %s"
                                      % (p["commit"], p["repo"], exc), **result)
-        cwd = release or source
+        deploy_path = os.path.join(workdir, "deploy-file")
+        with open(deploy_path, "w") as handle:
+            handle.write(p["deploy_file"])
         try:
-            entries = discover(hooks_root, source, phase, env)
+            summary = run_phase(
+                source, hook_dir, phase, env, p["action"], cwd=release or source, rollout_tag=p["rollout_tag"],
+                start_tag=p["start_tag"],
+                root=root, timeout=p["timeout"], output_limit=p["output_limit"], log_file=log_file,
+                log_level=p["log_level"], log_message=p["log_message"], log_announce=p["log_announce"],
+                hosts=p["hosts"], deploy_file_path=deploy_path, deploy_text=p["deploy_file"],
+                check_mode=module.check_mode)
         except HookError as exc:
             module.fail_json(msg=str(exc), **result)
-
-        common = dict(rollout_tag=p["rollout_tag"], start_tag=p["start_tag"], root=root)
-        if phase == "sync":
-            deploy_path = os.path.join(workdir, "deploy-file")
-            with open(deploy_path, "w") as handle:
-                handle.write(p["deploy_file"])
-            environ = sync_environment(os.environ, p["action"], env, cwd, deploy_path,
-                                       hosts=p["hosts"], deploy_text=p["deploy_file"], **common)
-
-            def environment(entry):
-                return environ
-        else:
-            def environment(entry):
-                return hook_environment(os.environ, p["action"], phase, env, entry["prefix"], cwd,
-                                        log_level=p["log_level"], log_message=p["log_message"],
-                                        log_announce=p["log_announce"], **common)
-
-        log = HookLog(log_file, phase=phase, env=env, tag=p["rollout_tag"]) if log_file else None
-        try:
-            summary = run_hooks(entries, cwd, environment, phase, p["action"], timeout=p["timeout"],
-                                output_limit=p["output_limit"], log=log, check_mode=module.check_mode)
         except OSError as exc:
             module.fail_json(msg="cannot run %s hooks from %s: %s (log file %s)"
-                                 % (phase, hooks_root, exc, log_file), **result)
-        finally:
-            if log:
-                log.close()
+                                 % (phase, os.path.join(source, hook_dir), exc, log_file), **result)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
     for warning in summary["warnings"]:
         module.warn(warning)
-    result.update(changed=summary["ran"] > 0, hooks=summary["hooks"],
+    result.update(changed=summary["ran"] > 0, hooks=summary["hooks"], hook_dir=summary["hook_dir"],
                   failed_hook=summary["failed_hook"], ignored_failures=summary["ignored_failures"])
     if summary["failure"]:
         msg = summary["failure"]
         if phase == "sync":
             msg = "%s\n%s" % (fail_whale(p["fail_message"], summary["failed_hook"], p["support_email"]), msg)
         module.fail_json(msg=msg, **result)
-    result["msg"] = describe(summary, phase, env, hooks_root, module.check_mode)
+    result["msg"] = summary["msg"]
     module.exit_json(**result)
-
-
-def describe(summary, phase, env, hooks_root, check_mode):
-    hooks = summary["hooks"]
-    if not hooks:
-        where = os.path.join(hooks_root, "sync", env + ".sync") if phase == "sync" else \
-            "%s/apps/{common,%s}/%s.*" % (hooks_root, env, phase)
-        return "no %s hooks for %s (looked for %s)" % (phase, env, where)
-    runnable = [label(h) for h in hooks if not h["skipped"]]
-    skipped = len(hooks) - len(runnable)
-    if check_mode:
-        text = "check mode: would run %d %s hook(s) for %s in this order: %s" % (
-            len(runnable), phase, env, ", ".join(runnable) or "none")
-    else:
-        text = "ran %d %s hook(s) for %s" % (summary["ran"], phase, env)
-    if skipped:
-        text += "; %d skipped" % skipped
-    if summary["ignored_failures"]:
-        text += "; %d failed (ignored)" % len(summary["ignored_failures"])
-    return text
 
 
 if __name__ == "__main__":

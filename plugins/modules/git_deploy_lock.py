@@ -31,17 +31,6 @@ description:
   - Forced takeovers and releases, and takeovers of stale locks, are recorded in the root's active log
     (C(<root>/logs/git-deploy-active.log), phase C(lock)). The previous record is returned as RV(taken_over).
 options:
-  root:
-    description:
-      - The target's C(git_deploy_root). Absolute, not C(/).
-    type: path
-    required: true
-  lock_dir:
-    description:
-      - A directory holding the lock instead of C(<root>/.git-deploy). Several roots (applications) on one host that use the
-        same O(lock_dir) share one lock, so only one of them is rolled out at a time (git-deploy's C(deploy.lock-dir-root) interlock).
-      - Created if missing, see the notes for its mode.
-    type: path
   state:
     description:
       - V(present) takes the lock for O(deploy_id), V(absent) releases it.
@@ -65,33 +54,15 @@ options:
     description:
       - The rollout tag. Recorded in the lock.
     type: str
-  reason:
-    description:
-      - Why this rollout runs, free text. Recorded in the lock and shown to anyone the lock turns away.
-    type: str
-  owner:
-    description:
-      - Who holds the lock, for example V(alice@controller). Recorded in the lock and named in messages.
-      - Defaults to the user the module runs as on the target.
-    type: str
-  ttl:
-    description:
-      - Seconds the lock is valid. After that it is stale and the next rollout takes it over with a warning.
-    type: int
-    default: 3600
   force:
     description:
       - Take over (O(state=present)) or release (O(state=absent)) any lock, also a corrupt one or one of another rollout,
         and take the lock despite O(block_file). Recorded in the active log.
     type: bool
     default: false
-  block_file:
-    description:
-      - A file on the target that blocks new rollouts while it exists, for example V(/etc/ROLLOUTS_BLOCKED).
-        Its content is the reason shown to whoever is turned away. Only taking a new lock is blocked. A lock already held
-        and releasing are not.
-    type: path
 extends_documentation_fragment:
+  - gitdeploy.rollout.target
+  - gitdeploy.rollout.lock
   - action_common_attributes
 attributes:
   check_mode:

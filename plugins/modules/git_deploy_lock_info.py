@@ -19,11 +19,6 @@ description:
   - Reads the lock that M(gitdeploy.rollout.git_deploy_lock) manages, C(<root>/.git-deploy/lock) or C(<lock_dir>/lock),
     and the block file, and reports them. Changes nothing.
 options:
-  root:
-    description:
-      - The target's C(git_deploy_root). Absolute, not C(/).
-    type: path
-    required: true
   lock_dir:
     description:
       - The shared lock directory, when the lock lives there instead of C(<root>/.git-deploy).
@@ -37,6 +32,7 @@ options:
       - A rollout id. RV(mine) says whether that rollout holds the lock.
     type: str
 extends_documentation_fragment:
+  - gitdeploy.rollout.target
   - action_common_attributes
 attributes:
   check_mode:

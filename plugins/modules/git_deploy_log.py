@@ -23,12 +23,9 @@ description:
     C(<root>/logs/git-deploy.log), like git-deploy's active and archive logs.
   - The history feeds C(status) and C(revert) (the rollout before the live one).
 extends_documentation_fragment:
+  - gitdeploy.rollout.target
   - ansible.builtin.action_common_attributes
 options:
-  root:
-    description: The target's C(git_deploy_root).
-    type: path
-    required: true
   line:
     description: A log line to append to the active log.
     type: str
@@ -101,24 +98,10 @@ record:
   type: dict
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.gitdeploy.rollout.plugins.module_utils import journal
 from ansible_collections.gitdeploy.rollout.plugins.module_utils.layout import Layout
-
-
-def archive_active_log(layout):
-    """Move the active log's content to the end of the archive log; return True if any."""
-    if not os.path.exists(layout.active_log):
-        return False
-    with open(layout.active_log, "rb") as handle:
-        content = handle.read()
-    if content:
-        journal.append(layout.archive_log, content.decode("utf-8", "replace"))
-    os.unlink(layout.active_log)
-    return True
 
 
 def main():
@@ -157,7 +140,7 @@ def main():
         journal.append_history(layout.history, record)
         result["changed"] = True
     if params["archive"]:
-        result["changed"] = archive_active_log(layout) or result["changed"]
+        result["changed"] = journal.archive(layout.active_log, layout.archive_log) or result["changed"]
     module.exit_json(**result)
 
 

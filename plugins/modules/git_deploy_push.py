@@ -40,11 +40,6 @@ description:
     C(git bundle create) makes), else whole. Bundles come out within a few percent of
     C(git bundle create) for the same range.
 options:
-  root:
-    description:
-      - The target's C(git_deploy_root). The object store is C(<root>/repo.git).
-    type: path
-    required: true
   repo:
     description:
       - Path on the controller of the git repository holding I(tag) (a checkout or a bare
@@ -88,6 +83,7 @@ options:
       - Internal, set by the action plugin; leave unset. SHA-256 the bundle must have.
     type: str
 extends_documentation_fragment:
+  - gitdeploy.rollout.target
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
 attributes:
@@ -192,12 +188,10 @@ repo:
   sample: /srv/app/repo.git
 """
 
-import hashlib
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.gitdeploy.rollout.plugins.module_utils.layout import Layout, check_name
+from ansible_collections.gitdeploy.rollout.plugins.module_utils.store import Store, StoreError, check_commit
 
 # The task's options; the action plugin validates them with this same spec.
 OPTIONS = dict(
@@ -214,111 +208,6 @@ INTERNAL_OPTIONS = dict(
     _bundle_size=dict(type="int"),
     _bundle_sha256=dict(type="str"),
 )
-GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "LANG": "C"}
-INCOMING = "refs/git-deploy/incoming/"
-ZERO = "0" * 40
-
-
-class Git:
-    """``git --git-dir=<repo>`` with list arguments, failing with the command that failed."""
-
-    def __init__(self, module, repo):
-        self.module = module
-        self.repo = repo
-        self.binary = module.get_bin_path("git", required=True)
-
-    def run(self, *args, **kwargs):
-        check = kwargs.pop("check", True)
-        cmd = [self.binary, "--git-dir=%s" % self.repo] + list(args)
-        rc, out, err = self.module.run_command(cmd, environ_update=GIT_ENV)
-        if check and rc != 0:
-            self.module.fail_json(msg="%s failed on %s (rc=%d): %s"
-                                  % (" ".join(cmd), self.repo, rc, (err or out).strip()),
-                                  rc=rc, stdout=out, stderr=err, cmd=cmd)
-        return rc, out.strip()
-
-    def peeled_commit(self, ref):
-        """The commit ``ref`` peels to, or None if it does not exist."""
-        rc, out = self.run("rev-parse", "--verify", "--quiet", "%s^{commit}" % ref, check=False)
-        return out if rc == 0 and out else None
-
-
-def haves(module, git, layout, tag, commit):
-    """What the target has: the commits its refs point at (peeled), commit and tag presence."""
-    created = False
-    if not os.path.isdir(layout.repo):
-        if module.check_mode:
-            return dict(created=True, haves=[], commit_present=False, tag_commit=None)
-        rc, out, err = module.run_command([git.binary, "init", "--bare", "-q", layout.repo],
-                                          environ_update=GIT_ENV)
-        if rc != 0:
-            module.fail_json(msg="cannot create the object store %s (rc=%d): %s; check that "
-                             "git_deploy_root is writable by the deploy user"
-                             % (layout.repo, rc, err.strip()))
-        created = True
-    _rc, out = git.run("for-each-ref", "--format=%(objecttype) %(objectname) %(*objecttype) %(*objectname)")
-    found = set()
-    for line in out.splitlines():
-        fields = line.split()
-        if len(fields) == 4 and fields[2] == "commit":
-            found.add(fields[3])
-        elif len(fields) >= 2 and fields[0] == "commit":
-            found.add(fields[1])
-    rc, _out = git.run("cat-file", "-e", "%s^{commit}" % commit, check=False)
-    return dict(created=created, haves=sorted(found), commit_present=rc == 0,
-                tag_commit=git.peeled_commit("refs/tags/%s" % tag))
-
-
-def check_bundle(module, path, size, sha256):
-    """Fail, changing nothing, unless the transferred file has the size and sha256 announced."""
-    try:
-        actual = os.path.getsize(path)
-    except OSError as exc:
-        module.fail_json(msg="bundle %s is missing on the target (%s): the transfer failed; "
-                         "re-run the rollout" % (path, exc))
-    if actual != size:
-        module.fail_json(msg="bundle %s is truncated or damaged: %d bytes on the target, %d "
-                         "expected; nothing was changed, re-run the rollout" % (path, actual, size),
-                         damaged=True, received_bytes=actual, expected_bytes=size)
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != sha256:
-        module.fail_json(msg="bundle %s is damaged: sha256 %s on the target, %s expected; "
-                         "nothing was changed, re-run the rollout (the controller drops its "
-                         "cached copy and builds it again)" % (path, digest.hexdigest(), sha256), damaged=True)
-
-
-def ingest(module, git, layout, tag, commit, bundle):
-    """Fetch ``refs/tags/<tag>`` from a checked bundle; the tag ref appears only once it
-    is known to peel to ``commit``."""
-    current = git.peeled_commit("refs/tags/%s" % tag)
-    if current == commit:
-        return False
-    if current is not None:
-        fail_moved(module, layout, tag, current, commit)
-    check_bundle(module, bundle, module.params["_bundle_size"], module.params["_bundle_sha256"])
-    git.run("bundle", "verify", "-q", bundle)
-    incoming = INCOMING + tag
-    git.run("fetch", "--quiet", "--no-tags", bundle, "+refs/tags/%s:%s" % (tag, incoming))
-    try:
-        peeled = git.peeled_commit(incoming)
-        if peeled != commit:
-            module.fail_json(msg="bundle tag %s on %s peels to %s, not %s; the tag was not "
-                             "created: rebuild the bundle by re-running the rollout"
-                             % (tag, layout.repo, peeled, commit))
-        _rc, obj = git.run("rev-parse", "--verify", incoming)
-        git.run("update-ref", "-m", "git_deploy_push", "refs/tags/%s" % tag, obj, ZERO)
-    finally:
-        git.run("update-ref", "-d", incoming, check=False)
-    return True
-
-
-def fail_moved(module, layout, tag, current, commit):
-    module.fail_json(msg="refs/tags/%s in %s points to commit %s, not %s: a rollout tag is never "
-                     "moved. Inspect it with: git --git-dir=%s show --no-patch %s"
-                     % (tag, layout.repo, current, commit, layout.repo, tag))
 
 
 def main():
@@ -331,22 +220,23 @@ def main():
     try:
         layout = Layout(params["root"])
         tag = check_name(params["tag"], "tag")
+        commit = check_commit(params["commit"])
     except ValueError as exc:
         module.fail_json(msg=str(exc))
-    commit = params["commit"]
-    if len(commit) != 40 or any(c not in "0123456789abcdef" for c in commit):
-        module.fail_json(msg="commit %r is not a full 40-character lower-case commit id" % commit)
-    git = Git(module, layout.repo)
+    store = Store(layout.repo, module.run_command, module.get_bin_path("git", required=True))
     result = dict(changed=False, tag=tag, commit=commit, repo=layout.repo)
-
-    if params["_mode"] == "haves":
-        result.update(haves(module, git, layout, tag, commit))
-        result["changed"] = result["created"]
-        module.exit_json(**result)
-
-    if module.check_mode:
-        module.fail_json(msg="_mode=ingest is never run in check mode", **result)
-    result["changed"] = ingest(module, git, layout, tag, commit, params["_bundle"])
+    try:
+        if params["_mode"] == "haves":
+            created = False if module.check_mode else store.init()
+            result.update(store.haves(tag, commit), created=created or not store.exists, changed=created)
+        elif module.check_mode:
+            module.fail_json(msg="_mode=ingest is never run in check mode", **result)
+        else:
+            result["changed"] = store.ingest(tag, commit, params["_bundle"], params["_bundle_size"],
+                                             params["_bundle_sha256"])
+    except StoreError as exc:
+        result.update(exc.fields)
+        module.fail_json(msg=exc.msg, **result)
     module.exit_json(**result)
 
 

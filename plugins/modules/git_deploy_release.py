@@ -26,11 +26,6 @@ description:
   - O(state=prepared) makes the release ready without touching what is live, O(state=live)
     makes it live, O(state=failed) marks it as the release of a failed rollout.
 options:
-  root:
-    description:
-      - The deploy root on the target (the host's C(git_deploy_root)); must be absolute and not C(/).
-    type: path
-    required: true
   tag:
     description:
       - The rollout tag whose release is managed. Must be a plain name (letters, digits, C(.), C(_), C(-)).
@@ -45,13 +40,6 @@ options:
         O(state=live) fails unless the release was prepared from it.
       - When not set, the commit C(refs/tags/<tag>) points to is used.
     type: str
-  strategy:
-    description:
-      - V(releases) keeps one tree per tag under C(<root>/releases) and switches the C(current) symlink.
-      - V(in_place) keeps a single working tree in C(<root>/current) and checks each tag out into it.
-    type: str
-    choices: [releases, in_place]
-    default: releases
   state:
     description:
       - V(prepared) makes the release ready. With O(strategy=releases) the tree of the commit is written to
@@ -82,30 +70,6 @@ options:
         O(strategy=in_place) going back to the previous tag restores that tag's deploy file, and a deploy file
         naming another tag is removed rather than left behind.
     type: str
-  deploy_file_name:
-    description:
-      - Path of the deploy file, relative to the release (or to C(current) with O(strategy=in_place)).
-      - With O(strategy=in_place) this file is not counted as a local modification.
-    type: str
-    default: .deploy
-  shared_paths:
-    description:
-      - Paths, relative to the release, that every release shares (uploads, caches, local configuration).
-      - Each C(<release>/<path>) is replaced with a relative symlink to C(<root>/shared/<path>). When
-        C(<root>/shared/<path>) does not exist yet, it is seeded with what the release has at that path, or
-        created as an empty directory.
-      - Only for O(strategy=releases); paths must not be nested in each other.
-    type: list
-    elements: str
-    default: []
-  keep_releases:
-    description:
-      - How many releases O(state=live) keeps (O(strategy=releases)), counting the live one. Must be 1 or more.
-      - The live release and the previous one (what C(current) pointed to before, and the release a revert would go
-        to according to the history) are never deleted. Failed releases go first, whatever the count, then
-        unfinished ones, then the oldest.
-    type: int
-    default: 5
   force:
     description:
       - With O(strategy=in_place), check out even when tracked files of C(current) were modified locally (the
@@ -120,6 +84,8 @@ options:
     type: str
     default: deploy
 extends_documentation_fragment:
+  - gitdeploy.rollout.target
+  - gitdeploy.rollout.release
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

@@ -21,10 +21,6 @@ description:
   - Tells which tag is live and its commit, which releases exist (oldest first, with their failed mark), which tag a
     revert would go to, whether an O(strategy=in_place) tree has local modifications, and the last rollouts.
 options:
-  root:
-    description: The deploy root on the target (the host's C(git_deploy_root)).
-    type: path
-    required: true
   strategy:
     description:
       - V(releases) (C(current) is a symlink into C(releases/)) or V(in_place) (C(current) is a working tree).
@@ -41,6 +37,7 @@ options:
     type: str
     default: .deploy
 extends_documentation_fragment:
+  - gitdeploy.rollout.target
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

@@ -230,7 +230,7 @@ def test_report_warns_without_showing_secrets(deployment):
 
 
 def test_line_counts():
-    from ansible_collections.gitdeploy.rollout.plugins.modules import git_deploy_announce as module
+    from ansible_collections.gitdeploy.rollout.plugins.module_utils import changes as module
 
     assert module.count_lines(b"a\nb\n", b"a\nb\n") == (0, 0)
     assert module.count_lines(b"", b"1\n2\n3\n") == (3, 0)

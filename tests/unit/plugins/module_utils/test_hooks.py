@@ -456,3 +456,28 @@ def test_dulwich_only_imported_for_commits():
                "print('dulwich' in sys.modules)") % str(collections_path())
     out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_phases_present_lists_the_phases_a_release_has_hooks_for(release):
+    present = hooks.phases_present(str(release), "deploy", "prod")
+    assert present == ["pre-sync", "post-sync"]  # common and prod; cows is another env
+    assert hooks.phases_present(str(release), "nowhere", "prod") == []
+
+
+def test_run_phase_discovers_runs_and_describes(tmp_path):
+    release = tmp_path / "release"
+    hook = release / "deploy" / "apps" / "common" / "post-sync.010_say"
+    hook.parent.mkdir(parents=True)
+    hook.write_text("#!/bin/sh\necho \"$GIT_DEPLOY_PHASE $GIT_DEPLOY_ACTION $GIT_DEPLOY_ROLLOUT_TAG\"\n")
+    hook.chmod(0o755)
+    log = tmp_path / "active.log"
+    summary = hooks.run_phase(str(release), "deploy", "post-sync", "prod", "deploy", rollout_tag="prod-1",
+                              log_file=str(log))
+    assert summary["failure"] is None and summary["ran"] == 1
+    assert summary["msg"] == "ran 1 post-sync hook(s) for prod"
+    assert summary["hooks"][0]["stdout"] == "post-sync deploy prod-1\n"
+    assert "common/post-sync.010_say out: post-sync deploy prod-1" in log.read_text()
+    none = hooks.run_phase(str(release), "deploy", "pre-sync", "prod", "deploy")
+    assert none["ran"] == 0 and none["msg"].startswith("no pre-sync hooks for prod")
+    check = hooks.run_phase(str(release), "deploy", "post-sync", "prod", "deploy", check_mode=True)
+    assert check["msg"] == "check mode: would run 1 post-sync hook(s) for prod in this order: common/post-sync.010_say"

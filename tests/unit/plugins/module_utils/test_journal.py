@@ -101,3 +101,55 @@ def _done(tag, result="success", previous=None, action="deploy"):
 ])
 def test_settled_tag_is_what_the_newest_finished_rollout_left_live(records, settled):
     assert journal.settled_tag(records) == settled
+
+
+# -- archiving the active log ---------------------------------------------------------
+
+def test_archive_appends_the_active_log_then_removes_it(tmp_path):
+    active, archive = tmp_path / "logs" / "active.log", tmp_path / "logs" / "archive.log"
+    active.parent.mkdir()
+    archive.write_text("older rollout\n")
+    active.write_bytes(b"line %d\n" * 1 + b"x" * (3 * 1024 * 1024 + 7))
+    content = active.read_bytes()
+    assert journal.archive(str(active), str(archive), chunk=1024 * 1024) is True
+    assert archive.read_bytes() == b"older rollout\n" + content
+    assert not active.exists()
+    assert journal.archive(str(active), str(archive)) is False  # nothing to archive
+
+
+def test_short_writes_are_written_out(tmp_path, monkeypatch):
+    active, archive = tmp_path / "active.log", tmp_path / "archive.log"
+    active.write_bytes(b"0123456789" * 1000)
+    real_write = os.write
+
+    def dribble(fd, data):  # a full pipe or a signal: a few bytes at a time
+        return real_write(fd, bytes(data[:7]))
+
+    monkeypatch.setattr(journal.os, "write", dribble)
+    assert journal.archive(str(active), str(archive), chunk=4096)
+    assert archive.read_bytes() == b"0123456789" * 1000
+
+
+def test_a_failed_archive_keeps_the_active_log(tmp_path, monkeypatch):
+    active, archive = tmp_path / "active.log", tmp_path / "archive.log"
+    active.write_bytes(b"every line matters\n" * 100)
+    written = []
+    real_write = os.write
+
+    def full_disk(fd, data):
+        if written:
+            raise OSError(28, "No space left on device")
+        written.append(len(data))
+        return real_write(fd, bytes(data[:10]))
+
+    monkeypatch.setattr(journal.os, "write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        journal.archive(str(active), str(archive), chunk=64)
+    assert active.read_bytes() == b"every line matters\n" * 100  # nothing lost
+    # A directory where the archive should be: the same, nothing is removed.
+    monkeypatch.undo()
+    other = tmp_path / "dir.log"
+    other.mkdir()
+    with pytest.raises(OSError):
+        journal.archive(str(active), str(other))
+    assert active.exists()
