@@ -381,23 +381,32 @@ def test_controller_killed_after_switching(deployment, app, rollouts, ctl):
         assert_consistent(deployment, tag2)
 
     # 5. During the log archive: post-sync hooks flood the active log (8 MB a host); the
-    #    controller dies as soon as a host appends the rollout to its history, which the
-    #    same task follows with the archive of the active log.
+    #    controller dies once every host has appended the rollout to its history, which the
+    #    same run follows with the archive of the active log and the unlock. A host's finish
+    #    is one run on the host: it completes without the controller (record, archive,
+    #    unlock), and nothing of the log is lost.
     app.change("app.txt", "version 3\n", "version 3")
     for host in PROD:
         ctl.flood("post-sync", host, 8 * 1024 * 1024)
     records = {h: len(history(deployment.root(h))) for h in PROD}
     run = rollouts.start("deploy", env="prod", name="killed-in-archive")
-    wait_for(lambda: any(len(history(deployment.root(h))) > records[h] for h in PROD),
-             "a host to record the rollout", [run], interval=0.002)
+    wait_for(lambda: all(len(history(deployment.root(h))) > records[h] for h in PROD),
+             "every host to record the rollout", [run], interval=0.002)
+    archiving = [h for h in PROD if (deployment.root(h) / "logs" / "git-deploy-active.log").exists()]
     run.kill()
+    rollouts.observe(f"archive kill: hosts still archiving at the kill: {archiving}")
+    wait_for(lambda: not any(lock_path(deployment.root(h)).exists() for h in PROD),
+             "every host to finish its finish run and unlock")
     [tag3] = [t for t in rollout_tags(app) if t not in (tag1, tag2)]
-    assert_crashed_safely(deployment, rollouts, {h: tag3 for h in PROD})
+    dead = history(deployment.root("prod1"))[-1]["id"]
     for host in PROD:
+        assert complete_release(deployment.root(host)) == tag3, host
+        record = history(deployment.root(host))[-1]
+        assert (record["id"], record["tag"], record["result"]) == (dead, tag3, "success"), record
         logs = deployment.root(host) / "logs"
-        text = "".join(p.read_text(errors="replace") for p in logs.glob("git-deploy*.log"))
-        # Nothing of the rollout's log is lost: it is in the archive or still in the active log.
-        assert f"switched current to {tag3}" in text, host
+        assert not (logs / "git-deploy-active.log").exists(), host
+        # Nothing of the rollout's log is lost: it is all in the archive.
+        assert f"switched current to {tag3}" in (logs / "git-deploy.log").read_text(errors="replace"), host
     ctl.reset()
     rollouts.run("unlock", env="prod", force=True)
     rollouts.run("deploy", env="prod")

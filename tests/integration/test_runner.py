@@ -50,15 +50,10 @@ ROLLOUT = "gitdeploy.rollout."
 # The role publishes its outcome with set_stats under these names: <prefix>id, env, action,
 # tag, commit, previous_tag, hosts, failed_hosts, result (deploy, revert); <prefix>status.
 STATS = "git_deploy_last_"
-# Per host, in this order: lock, prepare (objects, release), switch, finish (record, unlock).
-PHASE_ACTIONS = [
-    ("lock", ROLLOUT + "git_deploy_lock"),
-    ("prepare", ROLLOUT + "git_deploy_push"),
-    ("prepare", ROLLOUT + "git_deploy_release"),
-    ("switch", ROLLOUT + "git_deploy_release"),
-    ("finish", ROLLOUT + "git_deploy_log"),
-    ("finish", ROLLOUT + "git_deploy_lock"),
-]
+# Per host, in this order, each one run on the host (git_deploy_step): lock, prepare
+# (objects, release, pre-sync), switch, post-sync (the sample app has post-sync hooks),
+# finish (record, unlock).
+STEPS = ["lock", "prepare", "switch", "post-sync", "finish"]
 
 pytestmark = pytest.mark.skipif(not RUNNER_BIN.exists(), reason="ansible-runner is not installed")
 
@@ -156,6 +151,17 @@ class Job:
         """(task name, action) of every task that ran on ``host``, in order."""
         return [(e["event_data"].get("task"), e["event_data"].get("task_action")) for e in self.events
                 if e["event"] in ("runner_on_ok", "runner_on_failed") and e["event_data"].get("host") == host]
+
+    def steps(self, host: str) -> list:
+        """The rollout steps that ran on ``host`` (one git_deploy_step run each), in order."""
+        found = []
+        for event in self.events:
+            data = event.get("event_data") or {}
+            step = (data.get("res") or {}).get("step") or {}
+            if (event["event"] in ("runner_on_ok", "runner_on_failed") and data.get("host") == host
+                    and data.get("task_action") == ROLLOUT + "git_deploy_step" and step.get("ran")):
+                found.append(step["step"])
+        return found
 
     def explain(self) -> str:
         return f"job {self.ident}: status={self.status} rc={self.rc} after {self.seconds:.0f}s\n{self.stdout[-6000:]}"
@@ -264,14 +270,8 @@ def assert_successful(job: Job) -> None:
 
 
 def assert_phases(job: Job, host: str) -> None:
-    """The host's lock, prepare, switch and finish tasks ran in that order."""
-    ran = job.actions(host)
-    position = 0
-    for phase, action in PHASE_ACTIONS:
-        while position < len(ran) and ran[position][1] != action:
-            position += 1
-        assert position < len(ran), f"{host}: no {phase} task ({action}) in order; tasks that ran: {ran}"
-        position += 1
+    """The host ran lock, prepare, switch, post-sync and finish, in that order, once each."""
+    assert job.steps(host) == STEPS, f"{host}: steps that ran: {job.steps(host)}; tasks: {job.actions(host)}"
 
 
 # -- fixtures --------------------------------------------------------------------------------

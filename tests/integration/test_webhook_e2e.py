@@ -103,6 +103,16 @@ def deployed_commit(root: Path) -> str | None:
     return match.group(1) if match else None
 
 
+def recorded_commit(root: Path) -> str | None:
+    """The commit of the newest successful rollout in the host's history: the deploy finished."""
+    history = root / ".git-deploy" / "history.jsonl"
+    if not history.is_file():
+        return None
+    records = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+    done = [r for r in records if r.get("result") == "success"]
+    return done[-1].get("commit") if done else None
+
+
 def stop(proc: subprocess.Popen) -> None:
     """Terminate ansible-rulebook and everything it started (its own process group)."""
     if proc.poll() is not None:
@@ -155,7 +165,9 @@ def test_signed_push_to_main_deploys_to_staging(deployment, tmp_path):
 
         root = deployment.root("staging1")
         deadline = time.monotonic() + DEPLOY_DEADLINE
-        while deployed_commit(root) != pushed:
+        # Until the rollout finished (recorded, unlocked): stopping ansible-rulebook earlier
+        # would leave its ansible-playbook waiting for workers that were killed with it.
+        while recorded_commit(root) != pushed:
             text = log_tail(log, 20000)
             if FAILED_RECAP.search(text) or proc.poll() is not None:
                 pytest.fail(f"the deploy run by ansible-rulebook failed\n{log_tail(log)}")
@@ -163,6 +175,8 @@ def test_signed_push_to_main_deploys_to_staging(deployment, tmp_path):
                 pytest.fail(f"{pushed} was not deployed to staging1 in {DEPLOY_DEADLINE}s\n{log_tail(log)}")
             time.sleep(0.5)
 
+        assert deployed_commit(root) == pushed
+        assert not (root / ".git-deploy" / "lock").exists()
         release = os.readlink(root / "current")
         assert os.path.basename(release).startswith("staging-")
         assert os.path.basename(release) in app.upstream_tags()

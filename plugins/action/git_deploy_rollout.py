@@ -1,0 +1,513 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to gitdeploy.rollout
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""git_deploy_rollout: the controller's steps of a rollout, run in the controller process
+(no module run anywhere). Documentation: plugins/modules/git_deploy_rollout.py.
+
+Each step reads the rollout (registered as ``git_deploy_rollout``) and every host's
+state (``git_deploy_host``), decides with module_utils/rollout.py, does the controller's
+git work with dulwich (module_utils/gitrepo.py) and returns the rollout, updated.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import getpass
+import json
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+
+from ansible.module_utils.urls import open_url
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.gitdeploy.rollout.plugins.module_utils import announce, gitrepo, hooks, tagging
+from ansible_collections.gitdeploy.rollout.plugins.module_utils import rollout as decide
+from ansible_collections.gitdeploy.rollout.plugins.module_utils.layout import check_name
+
+display = Display()
+
+ROLLOUT = "git_deploy_rollout"
+HOST = "git_deploy_host"
+STEPS = ("select", "start", "gate", "tag", "choose", "sync", "publish", "report", "status")
+SPEC = dict(
+    step=dict(type="str", required=True, choices=list(STEPS)),
+    action=dict(type="str", default="deploy", choices=["deploy", "revert", "status", "unlock"]),
+    env=dict(type="str", default=""),
+    prefix=dict(type="str"),
+    repo=dict(type="path"),
+    repo_url=dict(type="str", default="", no_log=False),
+    version=dict(type="str", default="HEAD"),
+    cache_dir=dict(type="path"),
+    ref=dict(type="str", default="HEAD"),
+    tag=dict(type="str", default=""),
+    message=dict(type="str", default=""),
+    date_format=dict(type="str", default=tagging.DEFAULT_DATE_FORMAT),
+    remote=dict(type="str", default="origin"),
+    push=dict(type="bool", default=True),
+    new_tag=dict(type="bool", default=False),
+    allow_dirty=dict(type="bool", default=False),
+    force=dict(type="bool", default=False),
+    serial=dict(type="list", elements="raw", default=[]),
+    max_failures=dict(type="int", default=0),
+    rollback_on_failure=dict(type="bool", default=True),
+    hook_dir=dict(type="str", default="deploy"),
+    hook_timeout=dict(type="int", default=600),
+    support_email=dict(type="str", default=""),
+    sync_fail_message=dict(type="str", default=""),
+    user=dict(type="str"),
+    announce_on=dict(type="list", elements="str", default=list(announce.EVENTS)),
+    announce_project=dict(type="str", default=""),
+    announce_webhook_url=dict(type="str", default="", no_log=True),
+    announce_webhook_fields=dict(type="dict", default={}),
+    announce_mail=dict(type="raw", default=[]),
+    announce_mail_from=dict(type="str", default=""),
+    smtp_tls=dict(type="str", default="starttls", choices=["starttls", "ssl", "none"]),
+    announce_log_hooks=dict(type="bool", default=True),
+    announce_max_commits=dict(type="int", default=announce.MAX_COMMITS),
+    announce_max_files=dict(type="int", default=announce.MAX_FILES),
+    announce_timeout=dict(type="int", default=10),
+    smtp_password=dict(type="str", default="", no_log=True),
+    mailed=dict(type="dict"),
+    settings=dict(type="dict", default={}),
+)
+WEBHOOK_OK = (200, 201, 202, 204)
+
+
+class StepFailed(Exception):
+    """The step fails the task (run once: every host stops); nothing was changed."""
+
+
+def now_utc():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def controller_user(task_vars):
+    """Who runs the rollout: AWX's user, else USER or LOGNAME, else the login name."""
+    for value in (task_vars.get("awx_user_name"), os.environ.get("USER"), os.environ.get("LOGNAME")):
+        if value:
+            return str(value)
+    try:
+        return getpass.getuser()
+    except Exception:  # pylint: disable=broad-except
+        return "unknown"
+
+
+def rollout_id(task_vars, moment):
+    """One id per rollout: the AWX job's, else the time and 48 random bits (uuid4)."""
+    if task_vars.get("awx_job_id") is not None:
+        return "awx-%s" % task_vars["awx_job_id"]
+    return "%s-%s" % (moment.strftime("%Y%m%dT%H%M%SZ"), uuid.uuid4().hex[:12])
+
+
+def mail_recipients(value):
+    if isinstance(value, str):
+        value = value.split(",")
+    return [str(v).strip() for v in value or [] if str(v).strip()]
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _supports_check_mode = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        task_vars = task_vars or {}
+        _valid, args = self.validate_argument_spec(argument_spec=SPEC)
+        self.args = args
+        self.task_vars = task_vars
+        self.rollout = dict((task_vars.get(ROLLOUT) or {}).get("rollout") or {})
+        self.password = gitrepo.url_password(args["repo_url"])
+        step = args["step"]
+        if step not in ("select", "start"):
+            # Every controller step is a barrier: it sees every host's state once, and
+            # the hosts' next step decides from that snapshot.
+            self.rollout.update(fleet=self.fleet(), alive=self.alive())
+        try:
+            out = getattr(self, "step_" + step)()
+        except StepFailed as exc:
+            result.update(failed=True, msg=self.mask(str(exc)))
+            return result
+        except gitrepo.GitError as exc:
+            result.update(failed=True, msg=self.mask(exc.msg))
+            return result
+        result.update(out or {})
+        result.setdefault("changed", False)
+        result["rollout"] = self.rollout
+        return result
+
+    # -- helpers ------------------------------------------------------------------------
+    def mask(self, text):
+        return text.replace(self.password, "***") if self.password and text else text
+
+    def fleet(self):
+        """Every host's state, as registered by its last step (None: it reported nothing yet)."""
+        hostvars = self.task_vars["hostvars"]
+        return dict((h, (hostvars[h].get(HOST) or {}).get("state")) for h in self.rollout.get("hosts") or [])
+
+    def alive(self):
+        return list(self.task_vars.get("ansible_play_hosts") or [])
+
+    def source(self):
+        """The repository the rollout is cut from: a cache of repo_url, or the checkout."""
+        if not gitrepo.HAS_DULWICH:
+            raise StepFailed("the Python library dulwich is required on the controller (pip install dulwich): "
+                             "%s" % gitrepo.DULWICH_IMPORT_ERROR)
+        if self.args["repo_url"]:
+            return gitrepo.open_cache(self.args["repo_url"], self.args["cache_dir"])
+        return gitrepo.open_checkout(self.args["repo"] or os.getcwd())
+
+    def ref(self):
+        ref = self.args["ref"]
+        if self.args["repo_url"] and ref == "HEAD":
+            return self.args["version"] or ref
+        return ref
+
+    def tag_rollout(self, check_mode, **kwargs):
+        source = self.source()
+        try:
+            out = gitrepo.tag_rollout(
+                source, env=self.args["env"], prefix=self.args["prefix"] or self.args["env"],
+                message=self.args["message"] or None, date_format=self.args["date_format"], remote=self.args["remote"],
+                push=self.args["push"], deployed_by=self.rollout.get("user"), deploy_id=self.rollout.get("id"),
+                check_mode=check_mode, hostname=self.rollout.get("controller"), **kwargs)
+        finally:
+            source.close()
+        for warning in out.pop("warnings", []):
+            display.warning(self.mask(warning))
+        return out
+
+    # -- select (play 1, on localhost) ------------------------------------------------------
+    def step_select(self):
+        """The environment: -e env, else the prefix of -e tag; a plain name of a non-empty group."""
+        env, tag = self.args["env"], self.args["tag"]
+        if not env and tag:
+            check_name(tag, "tag")
+            parsed = tagging.parse_tag(tag, self.args["date_format"])
+            if parsed is None:
+                raise StepFailed("tag %s is not a rollout tag (<env>-%s): name the environment with -e env=<env>"
+                                 % (tag, self.args["date_format"]))
+            env = parsed.prefix
+        groups = self.task_vars.get("groups") or {}
+        names = sorted(g for g in groups if g not in ("all", "ungrouped"))
+        valid = True
+        try:
+            check_name(env, "env")
+        except ValueError:
+            valid = False
+        if not valid or env in ("all", "ungrouped") or not groups.get(env):
+            raise StepFailed("env=%s is not a deployable environment: it must be the plain name (letters, digits, "
+                             "'.', '_', '-') of a non-empty inventory group. Groups here: %s."
+                             % (str(env)[:80], ", ".join(names)))
+        return {"env": env, "hosts": list(groups[env])}
+
+    # -- start ---------------------------------------------------------------------------
+    def refuse_awx_misuse(self):
+        tv = self.task_vars
+        if tv.get("awx_job_launch_type") == "workflow" and tv.get("awx_workflow_job_name") == tv.get(
+                "awx_job_template_name") and tv.get("awx_job_template_name"):
+            raise StepFailed(
+                "This %s of %s runs as one slice of a sliced AWX job (job template \"%s\" launched with job slicing "
+                "above 1): every slice gets only part of the environment's hosts, so each would cut its own tag and "
+                "lock only its own hosts. Nothing was changed. Set \"Job Slicing\" to 1 on the job template (and do "
+                "not prompt for it on launch), then launch it again. (A workflow named exactly like the job template "
+                "looks the same to the playbook: rename the workflow.)"
+                % (self.args["action"], self.args["env"], tv.get("awx_job_template_name")))
+        rolls_out = self.args["action"] in (decide.DEPLOY, decide.REVERT)
+        if tv.get("awx_job_id") is not None and not self.args["repo_url"] and rolls_out:
+            raise StepFailed(
+                "Under AWX the project checkout holds the playbooks, not your application: set git_deploy_repo_url "
+                "(and git_deploy_version) for %s in the inventory's group vars or the job template's extra vars. "
+                "Nothing was changed." % self.args["env"])
+
+    def check_settings(self, hosts):
+        """Every host's settings, before anything is touched anywhere: the role variables named in
+        ``settings`` as each host has them (this host's value when the inventory sets none)."""
+        hostvars, own = self.task_vars["hostvars"], self.args["settings"]
+        for host in hosts:
+            values = dict((name, hostvars[host].get(name, value)) for name, value in own.items())
+            try:
+                decide.check_settings(values)
+            except ValueError as exc:
+                raise StepFailed("%s: %s. Set it in group_vars/%s.yml. Nothing was changed."
+                                 % (host, exc, self.args["env"]))
+
+    def step_start(self):
+        """Check every host's settings, name the rollout, fix its hosts and batches, and preview
+        its tag (nothing is written)."""
+        self.refuse_awx_misuse()
+        args, moment = self.args, now_utc()
+        hosts = list(self.task_vars.get("ansible_play_hosts_all") or [])
+        self.check_settings(hosts)
+        try:
+            self.rollout = dict(decide.plan(hosts, args["serial"]))
+        except ValueError as exc:
+            raise StepFailed("%s. Nothing was changed." % exc)
+        self.rollout.update(
+            id=rollout_id(self.task_vars, moment), action=args["action"], env=args["env"],
+            prefix=args["prefix"] or args["env"], user=args["user"] or controller_user(self.task_vars),
+            controller=socket.gethostname(), start=moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            max_failures=args["max_failures"], rollback_on_failure=args["rollback_on_failure"], failures=[],
+            tag=None, commit=None, repo=None, deploy_file=None, previous_tag=None, noop_tag=None,
+            announce={"on": list(args["announce_on"]),
+                      "project": announce.project_name(args["announce_project"], args["repo_url"], None)})
+        if args["action"] == decide.DEPLOY:
+            preview = self.tag_rollout(True, ref=self.ref(), allow_dirty=args["allow_dirty"], force=args["force"],
+                                       new_tag=args["new_tag"])
+            self.rollout.update(tag=preview["tag"], commit=preview["commit"], repo=preview["repo"],
+                                deploy_file=preview["deploy_file"], previous_tag=preview["previous_tag"],
+                                noop_tag=None if preview["created"] else preview["tag"])
+            self.rollout["announce"]["project"] = announce.project_name(
+                args["announce_project"], args["repo_url"], preview["repo"])
+            out = {"changed": False, "msg": "%s %s: %s (%s)%s" % (
+                args["action"], self.rollout["id"], preview["tag"], preview["commit"][:12],
+                "" if preview["created"] else ", tagged already")}
+            if self._task.diff and preview.get("log"):
+                out["diff"] = {"prepared": preview["log"]}
+            return out
+        if args["action"] == decide.REVERT and args["tag"]:
+            self.revert_info(args["tag"])
+        return {"msg": "%s %s of %s" % (args["action"], self.rollout["id"], args["env"])}
+
+    def revert_info(self, tag):
+        """The tag a revert goes back to, checked on the controller: it exists, and is of this environment."""
+        source = self.source()
+        try:
+            info = gitrepo.rollout_info(source, tag=tag, date_format=self.args["date_format"])["tag"]
+            repo = source.path
+        finally:
+            source.close()
+        prefix = self.rollout["prefix"]
+        if info["env"] != prefix:
+            raise StepFailed("%s cannot be reverted to on %s: it is a rollout of %s, not of %s. Nothing was changed. "
+                             "List the rollouts with: ansible-playbook gitdeploy.rollout.status -e env=%s"
+                             % (tag, self.rollout["env"], info["env"], prefix, self.rollout["env"]))
+        self.rollout.update(tag=tag, commit=info["commit"], repo=repo, deploy_file=info.get("message") or "")
+        self.rollout["announce"]["project"] = announce.project_name(
+            self.args["announce_project"], self.args["repo_url"], repo)
+
+    # -- gate ------------------------------------------------------------------------------
+    def step_gate(self):
+        """A barrier: every host finished the step before; the next one decides from what they reported."""
+        found = decide.failures(self.rollout, self.rollout["fleet"], self.rollout["alive"])
+        if decide.aborted(self.rollout, found):
+            return {"msg": "the rollout stopped: first failure on %s" % decide.describe_failure(found[0] if found else None)}
+        return {"msg": "%d host(s) go on" % len(self.rollout["alive"])}
+
+    # -- tag ----------------------------------------------------------------------------
+    def step_tag(self):
+        """Cut and push the rollout tag, once every host is locked (a rollout that lost the race cuts nothing)."""
+        fleet, alive = self.rollout["fleet"], self.rollout["alive"]
+        if decide.is_noop(self.rollout, fleet):
+            self.rollout["noop"] = True
+            return {"msg": "%s (%s) is already live on every host of %s: nothing to do."
+                           % (self.rollout["tag"], self.rollout["commit"][:12], self.rollout["env"])}
+        if decide.aborted(self.rollout, decide.failures(self.rollout, fleet, alive)):
+            return {"skipped": True, "msg": "not every host is locked: no tag"}
+        try:
+            cut = self.tag_rollout(self._task.check_mode, ref=self.ref(), allow_dirty=self.args["allow_dirty"],
+                                   force=self.args["force"], new_tag=self.args["new_tag"])
+        except gitrepo.GitError as exc:
+            self.rollout["failures"] = self.rollout["failures"] + [decide.failure(
+                decide.CONTROLLER, "tag", self.mask(exc.msg))]
+            return {"msg": self.mask(exc.msg)}
+        self.rollout.update(tag=cut["tag"], commit=cut["commit"], deploy_file=cut["deploy_file"],
+                            previous_tag=cut["previous_tag"])
+        return {"changed": bool(cut["changed"]), "msg": "%s %s%s" % (
+            "cut" if cut["created"] else "using", cut["tag"], ", pushed" if cut["pushed"] else "")}
+
+    # -- choose (revert) -------------------------------------------------------------------
+    def step_choose(self):
+        """The rollout a revert goes back to, from what every host reported when it was locked."""
+        fleet, alive = self.rollout["fleet"], self.rollout["alive"]
+        if decide.aborted(self.rollout, decide.failures(self.rollout, fleet, alive)):
+            return {"skipped": True, "msg": "not every host is locked"}
+        tag, error = decide.revert_target(self.args["tag"], fleet, self.rollout["env"])
+        if error is None and not self.rollout.get("commit"):
+            try:
+                self.revert_info(tag)
+            except (StepFailed, gitrepo.GitError) as exc:
+                error = self.mask(getattr(exc, "msg", None) or str(exc))
+        if error:
+            self.rollout["refused"] = error
+            return {"msg": error}
+        self.rollout["previous_tag"] = decide.common_live_tag(self.rollout, fleet)
+        return {"msg": "reverting %s from %s to %s" % (self.rollout["env"], self.rollout["previous_tag"], tag)}
+
+    # -- sync -------------------------------------------------------------------------------
+    def step_sync(self):
+        """deploy/sync/<env>.sync, once, on the controller, once every host is live."""
+        fleet, alive = self.rollout["fleet"], self.rollout["alive"]
+        found = decide.failures(self.rollout, fleet, alive)
+        if decide.aborted(self.rollout, found) or decide.is_noop(self.rollout, fleet) or not decide.any_switched(fleet):
+            return {"skipped": True, "msg": "no host switched"}
+        rollout = self.rollout
+        workdir = tempfile.mkdtemp(prefix="git-deploy-sync-")
+        try:
+            tree = os.path.join(workdir, "tree")
+            os.mkdir(tree)
+            try:
+                hooks.export_hook_dir(rollout["repo"], rollout["commit"], self.args["hook_dir"], tree)
+            except hooks.HookError as exc:
+                raise StepFailed(str(exc))
+            deploy_path = os.path.join(workdir, "deploy-file")
+            with open(deploy_path, "w") as handle:
+                handle.write(rollout.get("deploy_file") or "")
+            first = fleet.get(rollout["hosts"][0]) or {}
+            try:
+                summary = hooks.run_phase(
+                    tree, self.args["hook_dir"], "sync", rollout["env"], rollout["action"],
+                    rollout_tag=rollout["tag"], start_tag=first.get("start_tag"), timeout=self.args["hook_timeout"],
+                    hosts=[h for h in rollout["hosts"] if h in alive], deploy_file_path=deploy_path,
+                    deploy_text=rollout.get("deploy_file") or "", check_mode=self._task.check_mode)
+            except (hooks.HookError, OSError) as exc:
+                summary = {"failure": str(exc), "failed_hook": None, "ran": 0, "warnings": [], "msg": str(exc)}
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        for warning in summary["warnings"]:
+            display.warning(warning)
+        if summary["failure"]:
+            msg = "%s\n%s" % (hooks.fail_whale(self.args["sync_fail_message"] or None, summary["failed_hook"] or "?",
+                                               self.args["support_email"] or None), summary["failure"])
+            rollout["failures"] = rollout["failures"] + [decide.failure(decide.CONTROLLER, "sync", msg,
+                                                                        hook=summary["failed_hook"])]
+            display.display(decide.step_line(decide.CONTROLLER, "sync", "FAILED", 0, summary["failure"]))
+            return {"msg": msg}
+        return {"changed": summary["ran"] > 0, "msg": summary["msg"]}
+
+    # -- publish: the revert marker, the announcement ---------------------------------------------
+    def step_publish(self):
+        fleet, alive = self.rollout["fleet"], self.rollout["alive"]
+        outcome = decide.result(self.rollout, fleet, alive)
+        out = {"outcome": outcome, "undelivered": [], "announcement": None, "mail": None, "mail_ready": False}
+        if outcome in (decide.UNCHANGED, decide.REFUSED):
+            return out
+        if self.rollout["action"] == decide.REVERT and outcome == decide.SUCCESS:
+            self.mark_reverted()
+        event = announce.event_of(self.rollout["action"], outcome)
+        if event not in self.rollout["announce"]["on"]:
+            return out
+        found = decide.failures(self.rollout, fleet, alive)
+        facts = dict(self.rollout, result=outcome, deploy_id=self.rollout["id"], hosts=self.rollout["hosts"],
+                     failed_hosts=decide.failed_hosts(found), failure=decide.first_failure(found),
+                     support_email=self.args["support_email"], project=self.rollout["announce"]["project"],
+                     previous_tag=self.rollout.get("previous_tag") or "")
+        changes = None
+        try:
+            from ansible_collections.gitdeploy.rollout.plugins.module_utils.changes import changes_between
+            changes, _log_hooks = changes_between(self.rollout["repo"], facts["previous_tag"] or None,
+                                                  self.rollout["commit"], self.args["announce_max_commits"],
+                                                  self.args["announce_max_files"])
+        except Exception as exc:  # pylint: disable=broad-except
+            display.warning("cannot tell what changed from %s to %s: %s (the announcement goes out without the "
+                            "changes)" % (facts["previous_tag"] or "the start", self.rollout["tag"], exc))
+        message = announce.compose(facts, changes, max_commits=self.args["announce_max_commits"],
+                                   max_files=self.args["announce_max_files"])
+        out["announcement"] = message
+        if self._task.check_mode:
+            for line in message["text"].splitlines():
+                display.display(line)
+            return out
+        url = self.args["announce_webhook_url"]
+        if url:
+            out["undelivered"] += self.post(url, dict(message["payload"], **self.args["announce_webhook_fields"]))
+        to = mail_recipients(self.args["announce_mail"])
+        if to:
+            installed = self._shared_loader_obj.module_loader.find_plugin("community.general.mail") is not None
+            out["mail"] = {
+                "to": to, "subject": message["subject"], "text": message["text"],
+                "sender": self.args["announce_mail_from"] or "%s@%s" % (self.rollout["user"],
+                                                                        self.rollout["controller"]),
+                "secure": {"starttls": "starttls", "ssl": "always", "none": "never"}[self.args["smtp_tls"]],
+                "headers": ["X-Git-Deploy-Event=%s" % message["event"], "X-Git-Deploy-Env=%s" % self.rollout["env"],
+                            "X-Git-Deploy-Tag=%s" % self.rollout["tag"]]}
+            out["mail_ready"] = installed
+            if not installed:
+                out["undelivered"].append({
+                    "channel": "mail to %s" % ", ".join(to),
+                    "msg": "the module community.general.mail is not installed on this controller; install the "
+                           "collection community.general (ansible-galaxy collection install community.general, or "
+                           "pip install ansible) or stop setting git_deploy_announce_mail"})
+        return out
+
+    def post(self, url, payload):
+        try:
+            response = open_url(url, data=json.dumps(payload), method="POST", timeout=self.args["announce_timeout"],
+                                headers={"Content-Type": "application/json"})
+            status = response.getcode()
+            if status in WEBHOOK_OK:
+                return []
+            why = "HTTP status %s" % status
+        except Exception as exc:  # pylint: disable=broad-except
+            why = str(exc)
+        return [{"channel": "webhook", "msg": why}]
+
+    def mark_reverted(self):
+        """git-deploy's ``<tag>_reverted`` marker on the rollout reverted away from; a failure is a warning."""
+        previous, tag = self.rollout.get("previous_tag"), self.rollout["tag"]
+        if not previous or previous == tag:
+            return
+        try:
+            self.tag_rollout(self._task.check_mode, ref=tag, revert_of=previous)
+        except gitrepo.GitError as exc:
+            display.warning("the revert is done, but the marker %s could not be made: %s"
+                            % (tagging.marker_for(previous), self.mask(exc.msg)))
+
+    # -- report ---------------------------------------------------------------------------------
+    def step_report(self):
+        """Publish the outcome (set_stats), print the summary, say what was not announced."""
+        fleet, alive = self.rollout["fleet"], self.rollout["alive"]
+        published = (self.task_vars.get(ROLLOUT) or {})
+        outcome = decide.result(self.rollout, fleet, alive)
+        found = decide.failures(self.rollout, fleet, alive)
+        stats = decide.outcome_stats(self.rollout, fleet, alive, outcome)
+        if outcome == decide.UNCHANGED:
+            for key in ("git_deploy_last_id", "git_deploy_last_previous_tag", "git_deploy_last_failed_hosts"):
+                stats.pop(key)
+        undelivered = list(published.get("undelivered") or [])
+        mailed = self.args["mailed"] or {}
+        if mailed.get("failed") or mailed.get("result"):
+            undelivered.append({"channel": "mail to %s" % ", ".join((published.get("mail") or {}).get("to") or []),
+                                "msg": str(mailed.get("msg") or mailed.get("result") or "")})
+        for host in self.rollout.get("hosts") or []:
+            state = fleet.get(host) or {}
+            if state.get("announced") is False:
+                undelivered.append({"channel": "log hooks on %s" % host, "msg": "a log hook failed (see its log)"})
+        secrets = announce.secret_variants([self.args["announce_webhook_url"], self.args["smtp_password"]])
+        for item in undelivered:
+            display.warning("announcement by %s not sent: %s (the rollout itself is not affected)" % (
+                announce.mask(item["channel"], secrets),
+                announce.clip(announce.mask(item["msg"], secrets), announce.MAX_MESSAGE) or "no reason given"))
+        if outcome == decide.UNCHANGED:
+            lines = ["%s (%s) is already live on every host of %s: nothing to do." % (
+                self.rollout["tag"], (self.rollout["commit"] or "")[:12], self.rollout["env"])]
+        elif outcome == decide.REFUSED:
+            lines = ["%s of %s refused: %s Locks released." % (self.rollout["action"], self.rollout["env"],
+                                                               self.rollout["refused"])]
+        else:
+            lines = decide.summary_lines(self.rollout, fleet, outcome)
+        for line in lines:
+            display.display(line)
+        failed = outcome in (decide.FAILED, decide.ROLLED_BACK, decide.REFUSED)
+        msg = lines[0]
+        if outcome in (decide.FAILED, decide.ROLLED_BACK):
+            msg = decide.fail_message(self.rollout, found)
+        return {"ansible_stats": {"data": stats, "per_host": False, "aggregate": True}, "outcome": outcome,
+                "rollout_failed": failed, "msg": msg}
+
+    # -- status -----------------------------------------------------------------------------------
+    def step_status(self):
+        hosts = [h for h in self.rollout.get("hosts") or [] if h in self.rollout["alive"]]
+        table = decide.status(self.rollout["env"], hosts, self.rollout["fleet"])
+        for line in decide.status_lines(table):
+            display.display(line)
+        return {"status": table, "ansible_stats": {"data": {"git_deploy_last_status": table}, "per_host": False,
+                                                   "aggregate": True}}

@@ -1,0 +1,476 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to gitdeploy.rollout
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The rollout's decisions: pure functions over the rollout and what each host reported.
+
+A rollout runs in steps, each a barrier every host passes before any goes on::
+
+    deploy: start -> lock -> tag -> prepare -> switch (batch by batch) -> sync -> post-sync -> finish -> report
+    revert: start -> lock -> choose -> prepare -> switch (batch by batch) -> finish -> report
+
+Two records carry it, both plain dicts (they travel as Ansible registered results):
+
+* the **rollout** (one for the whole run, made on the controller): ``id``, ``action``,
+  ``env``, ``user``, ``controller``, ``start``, ``hosts`` (the rollout's host order, fixed
+  at the start), ``first_host``, ``batches``, ``max_failures``, ``rollback_on_failure``,
+  ``tag``, ``commit``, ``repo``, ``deploy_file``, ``previous_tag``, ``noop_tag``, and
+  ``failures`` of the controller's own steps (tag, choose, sync);
+* the **host state** (one per host, grown by every step): ``steps`` (what each step did,
+  with its duration), ``probe`` (what the host has: live, settled and previous tag,
+  releases, history, the objects of its store, its lock), ``locked``, ``lock_skipped``,
+  ``start_tag``, ``resuming``, ``switched``, ``hooks`` (the phases the release has hooks
+  for), ``failure`` and ``dropped`` (the step in which the host became unreachable).
+
+Everything here decides from those records alone, the same way on every host and on
+the controller: which hosts failed and whether the rollout goes on, the first failure,
+the result, no-op and resume, the revert target, the history record, the status table
+and the summary. No I/O.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.gitdeploy.rollout.plugins.module_utils import rolling
+
+DEPLOY = "deploy"
+REVERT = "revert"
+ACTIONS = (DEPLOY, REVERT)
+
+# Where a failure can happen, in the order a rollout passes them.
+PHASES = ("start", "lock", "choose", "tag", "prepare", "pre-sync", "switch", "sync", "post-sync", "finish")
+# A failure in one of these stops the rollout whatever max_failures says: nothing is live
+# yet (lock, choose, tag, prepare, pre-sync), or the failure is the environment's (sync).
+FATAL = ("start", "lock", "choose", "tag", "prepare", "pre-sync", "sync")
+CONTROLLER = "controller"
+
+SUCCESS = "success"
+ROLLED_BACK = "rolled_back"
+FAILED = "failed"
+UNCHANGED = "unchanged"
+REFUSED = "refused"
+
+STATUS_HISTORY = 10
+# The steps a host takes part in (lock-first: the first host's lock, before the others').
+HOST_STEPS = ("lock-first", "lock", "prepare", "switch", "post-sync", "finish")
+
+
+# -- the plan -------------------------------------------------------------------------
+
+def plan(hosts, serial=None):
+    """The rollout's host order (play order), its first host and the switch batches.
+
+    The first host is locked alone, before the others: of rollouts of one inventory started
+    together, the one that gets it goes on. Fixed once at the start: a host that drops out
+    later never changes which host is "first" or which batch another host is in.
+    """
+    hosts = list(hosts)
+    return {"hosts": hosts, "first_host": hosts[0] if hosts else None, "batches": rolling.batches(hosts, serial)}
+
+
+def check_settings(values):
+    """A host's settings (role variable name -> value) that a rollout cannot work with raise
+    ValueError saying which and why: the deploy root, the releases to keep, the hook dir."""
+    if "git_deploy_root" in values:
+        root = values["git_deploy_root"]
+        if not isinstance(root, str) or not root.startswith("/") or root.strip("/") == "":
+            raise ValueError("git_deploy_root must be an absolute path other than '/' (got %s)" % (root,))
+    if "git_deploy_keep_releases" in values:
+        keep = values["git_deploy_keep_releases"]
+        try:
+            count = int(keep)
+        except (TypeError, ValueError):
+            count = 0
+        if isinstance(keep, bool) or count < 1:
+            raise ValueError("git_deploy_keep_releases must be 1 or more (got %s): the live release and the previous "
+                             "one are never deleted" % (keep,))
+    if "git_deploy_hook_dir" in values:
+        hook_dir = values["git_deploy_hook_dir"]
+        parts = str(hook_dir or "").split("/")
+        if not hook_dir or str(hook_dir).startswith("/") or ".." in parts:
+            raise ValueError("git_deploy_hook_dir must be a relative path inside the release, without '..' (got %s)"
+                             % (hook_dir,))
+
+
+def new_state(host):
+    return {"host": host, "steps": [], "probe": {}, "locked": False, "lock_skipped": False, "start_tag": None,
+            "resuming": False, "switched": False, "release": None, "hooks": [], "failure": None, "dropped": None,
+            "rolled_back": False, "recorded": False}
+
+
+def batch_of(rollout, host):
+    for index, batch in enumerate(rollout.get("batches") or []):
+        if host in batch:
+            return index
+    return None
+
+
+# -- failures -----------------------------------------------------------------------
+
+def failure(host, phase, msg, hook=None, batch=None):
+    return {"host": host, "phase": phase, "hook": hook or "", "msg": str(msg or "failed")[:2000], "batch": batch}
+
+
+def dropout(host, step):
+    return failure(host, step or "unknown",
+                   "host unreachable (it dropped out of the rollout during %s)" % (step or "an unknown step"))
+
+
+def _phase_index(phase):
+    return PHASES.index(phase) if phase in PHASES else len(PHASES)
+
+
+def failures(rollout, fleet, alive):
+    """Every failure of the rollout, first first: by phase, then switch batch, then host order.
+
+    ``fleet`` maps each host of the rollout to its state (None: no step reported yet);
+    ``alive`` are the hosts still in the play. A host that left the play without a
+    failure of its own dropped out (unreachable).
+    """
+    order = {host: index for index, host in enumerate(rollout.get("hosts") or [])}
+    found = [dict(f, host=CONTROLLER) for f in rollout.get("failures") or []]
+    alive = set(alive)
+    for host in rollout.get("hosts") or []:
+        state = fleet.get(host) or {}
+        if state.get("failure"):
+            found.append(state["failure"])
+        elif host not in alive:
+            found.append(dropout(host, state.get("dropped")))
+    return sorted(found, key=lambda f: (_phase_index(f["phase"]), f.get("batch") or 0,
+                                        order.get(f["host"], -1)))
+
+
+def failed_hosts(found):
+    """The hosts (not the controller) with a failure, each once, in the order of ``found``."""
+    hosts = []
+    for item in found:
+        if item["host"] != CONTROLLER and item["host"] not in hosts:
+            hosts.append(item["host"])
+    return hosts
+
+
+def aborted(rollout, found):
+    """Whether the rollout stops: a failure before anything went live (or of the sync hook),
+    or more failed hosts than ``max_failures`` tolerates."""
+    if rollout.get("refused"):
+        return True
+    if any(f["phase"] in FATAL for f in found):
+        return True
+    return len(failed_hosts(found)) > int(rollout.get("max_failures") or 0)
+
+
+def first_failure(found):
+    return found[0] if found else None
+
+
+# -- no-op, resume ----------------------------------------------------------------------
+
+def already_live(probe, tag):
+    """A host where ``tag`` is live *and* recorded as finished, with no local edits: nothing to do."""
+    return bool(tag) and probe.get("live_tag") == tag and probe.get("settled_tag") == tag and not probe.get("dirty")
+
+
+def is_noop(rollout, fleet):
+    """A deploy of a tag that is already live and finished on every host."""
+    hosts = rollout.get("hosts") or []
+    return (rollout.get("action") == DEPLOY and bool(rollout.get("noop_tag")) and bool(hosts)
+            and all((fleet.get(h) or {}).get("lock_skipped") for h in hosts))
+
+
+def resuming(probe, tag):
+    """A host an unfinished rollout (a controller crash) already switched to ``tag``:
+    it counts as switching, and its hooks run again."""
+    return probe.get("live_tag") == tag and probe.get("settled_tag") != tag
+
+
+def start_tag(probe, tag):
+    """The tag a host goes back to if this rollout fails: what its last finished rollout left
+    live when an unfinished one switched it already, else what is live."""
+    return (probe.get("settled_tag") if resuming(probe, tag) else probe.get("live_tag")) or None
+
+
+# -- what a host does at each step --------------------------------------------------------
+
+def any_switched(fleet):
+    return any((state or {}).get("switched") for state in fleet.values())
+
+
+def any_hooks(fleet, phase):
+    return any(phase in ((state or {}).get("hooks") or []) for state in fleet.values())
+
+
+def release_ready(probe, tag, commit):
+    """Whether the complete release of ``tag`` (from ``commit``) is on the host already."""
+    for release in probe.get("releases") or []:
+        if release.get("name") == tag:
+            return bool(release.get("complete")) and (not commit or release.get("commit") == commit)
+    return False
+
+
+def step_decision(step, rollout, fleet, alive, host, batch=None):
+    """``(run, reason)``: whether ``host`` does its part of ``step`` now, or why not.
+
+    ``step`` is lock-first, lock, prepare, switch (with ``batch``), post-sync or finish.
+    """
+    if step not in HOST_STEPS:
+        raise ValueError("unknown step %r" % (step,))
+    state = fleet.get(host) or {}
+    found = failures(rollout, fleet, alive)
+    stop = aborted(rollout, found)
+    if step == "lock-first":
+        if host != rollout.get("first_host"):
+            return False, "waits for %s, which is locked first" % rollout.get("first_host")
+        return True, None
+    if step == "lock":
+        if host == rollout.get("first_host"):
+            return False, "locked first"
+        if stop:
+            return False, "the rollout stopped: %s" % describe_failure(first_failure(found))
+        return True, None
+    if step == "finish":
+        if not state.get("locked"):
+            return False, "holds no lock of this rollout"
+        return True, None
+    if stop:
+        return False, "the rollout stopped: %s" % describe_failure(first_failure(found))
+    if is_noop(rollout, fleet):
+        return False, "nothing to do"
+    if state.get("failure"):
+        return False, "failed earlier"
+    if step == "prepare":
+        if not (state.get("locked") or state.get("lock_skipped")):
+            return False, "not locked"
+        if (rollout.get("action") == REVERT and not state.get("lock_skipped")
+                and release_ready(state.get("probe") or {}, rollout.get("tag"), rollout.get("commit"))):
+            return False, "release %s is here already" % rollout.get("tag")
+        return True, None
+    if step == "switch":
+        if batch_of(rollout, host) != batch:
+            return False, "switches in batch %s" % ((batch_of(rollout, host) or 0) + 1)
+        return True, None
+    if step == "post-sync":
+        if not any_hooks(fleet, "post-sync"):
+            return False, "the release has no post-sync hooks"
+        if not state.get("switched"):
+            return False, "did not switch"
+    return True, None
+
+
+def needs_rollback(rollout, fleet, alive, host):
+    """Whether ``host`` goes back to its start tag at the finish: it switched, and the rollout
+    (or this host) failed, and automatic rollback is on."""
+    state = fleet.get(host) or {}
+    if not state.get("switched") or not rollout.get("rollback_on_failure", True):
+        return False
+    return bool(state.get("failure")) or aborted(rollout, failures(rollout, fleet, alive))
+
+
+def result(rollout, fleet, alive):
+    """success, rolled_back or failed (unchanged for a no-op, refused for a revert that could not start)."""
+    if rollout.get("refused"):
+        return REFUSED
+    if is_noop(rollout, fleet):
+        return UNCHANGED
+    if not aborted(rollout, failures(rollout, fleet, alive)):
+        return SUCCESS
+    if rollout.get("rollback_on_failure", True) and any_switched(fleet):
+        return ROLLED_BACK
+    return FAILED
+
+
+def leaves_record(rollout, found):
+    """Whether the hosts record the rollout: not when it never got every lock (or was refused
+    before anything changed) - it changed nothing, so it leaves nothing."""
+    first = first_failure(found)
+    return not rollout.get("refused") and not (first and first["phase"] == "lock")
+
+
+# -- revert -------------------------------------------------------------------------------
+
+def revert_target(tag, fleet, env):
+    """``(tag, error)``: the tag a revert goes back to, or why none can be chosen.
+
+    An explicit ``tag`` wins; otherwise the previous rollout, which every host must agree on.
+    The tag must have been live on these hosts before (their history or releases).
+    """
+    probes = [(state or {}).get("probe") or {} for state in fleet.values()]
+    if not tag:
+        previous = []
+        for probe in probes:
+            if probe.get("previous_tag") not in previous:
+                previous.append(probe.get("previous_tag"))
+        if len(previous) > 1:
+            return None, ("Cannot choose a rollout to revert %s to: the hosts disagree on the previous rollout "
+                          "(%s). Name one with -e tag=<tag> (see: ansible-playbook gitdeploy.rollout.status -e env=%s)."
+                          % (env, ", ".join(str(p) for p in previous), env))
+        tag = previous[0] if previous else None
+        if not tag:
+            return None, ("Cannot choose a rollout to revert %s to: no earlier successful rollout is recorded on its "
+                          "hosts. Name one with -e tag=<tag> (see: ansible-playbook gitdeploy.rollout.status -e env=%s)."
+                          % (env, env))
+    known = set()
+    for probe in probes:
+        known.update(probe.get("history_tags") or [])
+        known.update(r.get("tag") for r in probe.get("history") or [])
+        known.update(r.get("name") for r in probe.get("releases") or [])
+    if tag not in known:
+        return None, ("%s cannot be reverted to on %s: it was never deployed to these hosts. Nothing was changed. "
+                      "List the rollouts with: ansible-playbook gitdeploy.rollout.status -e env=%s" % (tag, env, env))
+    return tag, None
+
+
+def common_live_tag(rollout, fleet):
+    """The tag live on the first host (in rollout order) that has one: what a revert goes back from."""
+    for host in rollout.get("hosts") or []:
+        live = ((fleet.get(host) or {}).get("probe") or {}).get("live_tag")
+        if live:
+            return live
+    return None
+
+
+# -- records and messages ---------------------------------------------------------------------
+
+def durations(state):
+    """Seconds each step took on a host, by step name (switch batches add up)."""
+    found = {}
+    for entry in state.get("steps") or []:
+        if entry.get("ran"):
+            found[entry["step"]] = round(found.get(entry["step"], 0.0) + float(entry.get("seconds") or 0.0), 3)
+    return found
+
+
+def history_record(rollout, state, outcome, first):
+    """The record a host appends to its history when the rollout finishes."""
+    first = first or {}
+    return {
+        "id": rollout.get("id"),
+        "action": rollout.get("action"),
+        "env": rollout.get("env"),
+        "tag": rollout.get("tag"),
+        "commit": rollout.get("commit"),
+        "previous_tag": state.get("start_tag") or "",
+        "user": rollout.get("user"),
+        "controller": rollout.get("controller"),
+        "start": rollout.get("start"),
+        "result": outcome,
+        "failed_host": first.get("host", ""),
+        "failed_phase": first.get("phase", ""),
+        "failed_hook": first.get("hook", ""),
+        "durations": durations(state),
+    }
+
+
+def describe_failure(item):
+    if not item:
+        return "no failure"
+    text = "%s in phase %s" % (item["host"], item["phase"])
+    if item.get("hook"):
+        text += " (hook %s)" % item["hook"]
+    return text
+
+
+def fail_message(rollout, found):
+    """The closing message of a rollout that failed."""
+    first = first_failure(found) or failure("?", "?", "host unreachable or dropped out")
+    where = failed_hosts(found) or [CONTROLLER]
+    text = "%s %s of %s to %s failed on %s: first failure on %s: %s." % (
+        rollout.get("action"), rollout.get("id"), rollout.get("tag"), rollout.get("env"), ", ".join(where),
+        describe_failure(first), first["msg"].rstrip(". "))
+    if rollout.get("rollback_on_failure", True):
+        return text + " Every switched host is back on its previous release; locks released."
+    return text + " Automatic rollback is off: hosts that switched stay on the new release; locks released."
+
+
+def step_line(host, step, status, seconds, note):
+    """One line per host per step, as the rollout prints them."""
+    return "%-12s %-9s %-8s %6.2fs  %s" % (host, step, status, seconds or 0.0, " ".join(str(note or "").split()))
+
+
+def summary_lines(rollout, fleet, outcome):
+    """The closing table: host, tag live now, result, and each step's duration."""
+    steps = ["lock", "prepare", "switch", "post-sync", "finish"]
+    head = "%s %s of %s to %s: %s" % (rollout.get("action"), rollout.get("id"), rollout.get("tag"),
+                                      rollout.get("env"), outcome)
+    lines = [head, "%-12s %-28s %-10s %s" % ("host", "live", "result", " ".join("%9s" % s for s in steps))]
+    for host in rollout.get("hosts") or []:
+        state = fleet.get(host) or {}
+        took = durations(state)
+        if state.get("dropped"):
+            status = "unreachable"
+        elif state.get("failure"):
+            status = "failed"
+        elif state.get("rolled_back"):
+            status = "rolled back"
+        else:
+            status = "ok"
+        live = state.get("live_tag") or (state.get("probe") or {}).get("live_tag") or "-"
+        lines.append("%-12s %-28s %-10s %s" % (host, live, status, " ".join(
+            ("%8.2fs" % took[s]) if s in took else "%9s" % "-" for s in steps)))
+    return lines
+
+
+def outcome_stats(rollout, fleet, alive, outcome):
+    """What the rollout publishes with set_stats (AWX artifacts, ansible-runner)."""
+    return {
+        "git_deploy_last_id": rollout.get("id"),
+        "git_deploy_last_env": rollout.get("env"),
+        "git_deploy_last_action": rollout.get("action"),
+        "git_deploy_last_tag": rollout.get("tag"),
+        "git_deploy_last_commit": rollout.get("commit"),
+        "git_deploy_last_previous_tag": rollout.get("previous_tag") or "",
+        "git_deploy_last_hosts": list(rollout.get("hosts") or []),
+        "git_deploy_last_failed_hosts": failed_hosts(failures(rollout, fleet, alive)),
+        "git_deploy_last_result": outcome,
+    }
+
+
+# -- status -----------------------------------------------------------------------------------
+
+def status(env, hosts, fleet):
+    """The environment's status: every host's live release and lock, drift, the history."""
+    rows = []
+    for host in hosts:
+        probe = (fleet.get(host) or {}).get("probe") or {}
+        lock = probe.get("lock") or {}
+        rows.append({
+            "host": host,
+            "live_tag": probe.get("live_tag"),
+            "live_commit": probe.get("live_commit"),
+            "previous_tag": probe.get("previous_tag"),
+            "dirty": bool(probe.get("dirty")),
+            "locked": bool(lock.get("locked")),
+            "lock": lock.get("lock"),
+            "stale": bool(lock.get("stale")),
+            "corrupt": bool(lock.get("corrupt")),
+            "blocked": bool(lock.get("blocked")),
+            "block_reason": lock.get("block_reason"),
+        })
+    live_tags = []
+    for row in rows:
+        if row["live_tag"] not in live_tags:
+            live_tags.append(row["live_tag"])
+    first = ((fleet.get(hosts[0]) or {}).get("probe") or {}) if hosts else {}
+    history = list(reversed((first.get("history") or [])[-STATUS_HISTORY:]))
+    return {"env": env, "live_tags": live_tags, "drift": len(live_tags) > 1 or any(r["dirty"] for r in rows),
+            "hosts": rows, "history": history}
+
+
+def status_lines(table):
+    lines = ["env %s: %s" % (table["env"], "DRIFT, hosts differ" if table["drift"] else "consistent")]
+    for row in table["hosts"]:
+        lock = "unlocked"
+        if row["locked"]:
+            record = row["lock"] or {}
+            holder = "%s (%s %s since %s)" % (record.get("owner", "?"), record.get("action") or "rollout",
+                                              record.get("deploy_id", "?"), record.get("created", "?")) \
+                if record else "?"
+            lock = "locked by " + holder + (" STALE" if row["stale"] else "") + (" CORRUPT" if row["corrupt"] else "")
+        flags = (" BLOCKED" if row["blocked"] else "") + (" DIRTY" if row["dirty"] else "")
+        lines.append("%-10s live %-26s previous %-26s %s%s" % (row["host"], row["live_tag"] or "-",
+                                                               row["previous_tag"] or "-", lock, flags))
+    lines.append("history (newest first):")
+    for record in table["history"]:
+        fields = tuple(record.get(key, "?") for key in ("end", "action", "tag", "result", "user"))
+        lines.append("  %s %-7s %-26s %-11s by %s" % fields)
+    return lines
