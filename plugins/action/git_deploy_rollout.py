@@ -75,9 +75,13 @@ SPEC = dict(
     announce_timeout=dict(type="int", default=10),
     smtp_password=dict(type="str", default="", no_log=True),
     mailed=dict(type="dict"),
-    settings=dict(type="dict", default={}),
+    host_settings=dict(type="dict", default={}),
 )
 WEBHOOK_OK = (200, 201, 202, 204)
+# Options never kept in the rollout record (it is every controller step's result): the
+# steps that need them are given them again.
+SECRET = ("repo_url", "announce_webhook_url", "smtp_password")
+NOT_SETTINGS = SECRET + ("step", "action", "mailed", "host_settings")
 
 
 class StepFailed(Exception):
@@ -121,12 +125,18 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         task_vars = task_vars or {}
-        _valid, args = self.validate_argument_spec(argument_spec=SPEC)
-        self.args = args
+        given = set(self._task.args)
+        valid, args = self.validate_argument_spec(argument_spec=SPEC)
         self.task_vars = task_vars
         self.rollout = dict((task_vars.get(ROLLOUT) or {}).get("rollout") or {})
-        self.password = gitrepo.url_password(args["repo_url"])
         step = args["step"]
+        if step not in ("select", "start"):
+            # What the start step was given stands for the whole rollout (templated once);
+            # what this task is given explicitly comes on top.
+            args = dict(args, **(self.rollout.get("settings") or {}))
+            args.update((key, value) for key, value in valid.validated_parameters.items() if key in given)
+        self.args = args
+        self.password = gitrepo.url_password(args["repo_url"])
         if step not in ("select", "start"):
             # Every controller step is a barrier: it sees every host's state once, and
             # the hosts' next step decides from that snapshot.
@@ -230,8 +240,8 @@ class ActionModule(ActionBase):
 
     def check_settings(self, hosts):
         """Every host's settings, before anything is touched anywhere: the role variables named in
-        ``settings`` as each host has them (this host's value when the inventory sets none)."""
-        hostvars, own = self.task_vars["hostvars"], self.args["settings"]
+        ``host_settings`` as each host has them (this host's value when the inventory sets none)."""
+        hostvars, own = self.task_vars["hostvars"], self.args["host_settings"]
         for host in hosts:
             values = dict((name, hostvars[host].get(name, value)) for name, value in own.items())
             try:
@@ -252,6 +262,7 @@ class ActionModule(ActionBase):
         except ValueError as exc:
             raise StepFailed("%s. Nothing was changed." % exc)
         self.rollout.update(
+            settings=dict((k, v) for k, v in args.items() if k not in NOT_SETTINGS),
             id=rollout_id(self.task_vars, moment), action=args["action"], env=args["env"],
             prefix=args["prefix"] or args["env"], user=args["user"] or controller_user(self.task_vars),
             controller=socket.gethostname(), start=moment.strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -32,9 +32,16 @@ ROLLOUT = "git_deploy_rollout"
 HOST = "git_deploy_host"
 FIRST = "git_deploy_first"
 SPEC = OPTIONS
+# The steps that read the host's settings from their options (module_defaults); the steps
+# after the lock take them from the host's state (templated once per host, not per step),
+# and validate only their own few options.
+FIRST_STEPS = ("lock", "probe", "abort")
+LATER_SPEC = dict((k, OPTIONS[k]) for k in ("step", "lock_first", "batch"))
 # What a step sends to the target, beyond the host's settings.
 SETTINGS = ("root", "env", "lock_dir", "ttl", "block_file", "strategy", "deploy_file_name", "shared_paths",
             "keep_releases", "hook_dir", "hook_timeout", "force")
+# What the first step keeps of its options for the steps after it.
+KEPT = SETTINGS + ("reason", "cache_dir", "announce_log_hooks")
 
 
 class ActionModule(ActionBase):
@@ -49,7 +56,8 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         task_vars = task_vars or {}
-        _valid, args = self.validate_argument_spec(argument_spec=SPEC)
+        first_step = self._task.args.get("step") in FIRST_STEPS
+        _valid, args = self.validate_argument_spec(argument_spec=SPEC if first_step else LATER_SPEC)
         host = task_vars.get("inventory_hostname")
         step = args["step"]
         rollout = (task_vars.get(ROLLOUT) or {}).get("rollout") or {}
@@ -65,6 +73,9 @@ class ActionModule(ActionBase):
             if host == first:
                 state = dict(fleet[first] or state)
         fleet[host] = state
+        if first_step:
+            state["settings"] = dict((k, args[k]) for k in KEPT if args.get(k) is not None)
+        args = dict(state.get("settings") or {}, **args)
         try:
             return self._step(step, args, rollout, fleet, alive, host, state, task_vars, result)
         except AnsibleConnectionFailure as exc:
@@ -153,7 +164,7 @@ class ActionModule(ActionBase):
         """The message for the log hooks (GIT_DEPLOY_LOG_ANNOUNCE=1), or None."""
         settings = rollout.get("announce") or {}
         event = announce.event_of(rollout.get("action"), outcome)
-        if (not args["announce_log_hooks"] or self._task.check_mode or outcome in (decide.REFUSED, decide.UNCHANGED)
+        if (not args.get("announce_log_hooks", True) or self._task.check_mode or outcome in (decide.REFUSED, decide.UNCHANGED)
                 or event not in (settings.get("on") or [])):
             return None
         facts = dict(rollout, result=outcome, previous_tag=rollout.get("previous_tag") or state.get("start_tag"))

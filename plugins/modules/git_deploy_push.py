@@ -86,13 +86,8 @@ extends_documentation_fragment:
   - gitdeploy.rollout.target
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
+  - gitdeploy.rollout.action
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
     details:

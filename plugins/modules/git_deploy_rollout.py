@@ -21,7 +21,7 @@ description:
     use it with C(run_once), except O(step=select) which runs on C(localhost).
   - O(step=select) checks the environment (a plain name of a non-empty inventory group, or the prefix of O(tag))
     and returns its hosts.
-  - O(step=start) checks every host's settings (O(settings)), names the rollout (an id, who, from which controller, when), fixes its hosts, first host and
+  - O(step=start) checks every host's settings (O(host_settings)), names the rollout (an id, who, from which controller, when), fixes its hosts, first host and
     switch batches (O(serial)), and for a deploy runs the tag's preflight (dirty tree, unpushed commits,
     non-fast-forward, as M(gitdeploy.rollout.git_deploy_tag) does) without writing anything; for a revert to O(tag) it
     checks the tag is a rollout of this environment.
@@ -38,7 +38,9 @@ description:
     what could not be announced; RV(rollout_failed) tells the role to fail the play.
   - O(step=status) prints and publishes (C(git_deploy_last_status)) the environment's status from the probe step.
   - Every step reads the rollout registered as C(git_deploy_rollout) and every host's state registered as
-    C(git_deploy_host), and returns the rollout, updated, as RV(rollout).
+    C(git_deploy_host), and returns the rollout, updated, as RV(rollout). The options O(step=start) was given stand
+    for the whole rollout (the rollout keeps them as C(settings)); a later step is given only its own, and
+    O(repo_url), O(announce_webhook_url) and O(smtp_password), which the rollout never keeps.
 options:
   step:
     description: The controller step.
@@ -194,7 +196,7 @@ options:
   mailed:
     description: With O(step=report), the result of the mail task.
     type: dict
-  settings:
+  host_settings:
     description:
       - With O(step=start), role variables to check on every host before anything is touched (C(git_deploy_root),
         C(git_deploy_keep_releases), C(git_deploy_hook_dir)), with this host's values; each host's own value is read
@@ -204,13 +206,8 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
+  - gitdeploy.rollout.action
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
     details: The tag is only previewed, no hook runs, nothing is posted or pushed.

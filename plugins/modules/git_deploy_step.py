@@ -156,13 +156,8 @@ extends_documentation_fragment:
   - gitdeploy.rollout.release
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
+  - gitdeploy.rollout.action
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
     details: Takes no lock, transfers nothing, writes nothing; every step reports what it would do.
