@@ -39,7 +39,7 @@ FIRST_STEPS = ("lock", "probe", "abort")
 LATER_SPEC = dict((k, OPTIONS[k]) for k in ("step", "lock_first", "batch"))
 # What a step sends to the target, beyond the host's settings.
 SETTINGS = ("root", "env", "lock_dir", "ttl", "block_file", "strategy", "deploy_file_name", "shared_paths",
-            "keep_releases", "hook_dir", "hook_timeout", "force")
+            "keep_releases", "hook_dir", "hook_timeout", "force", "force_lock")
 # What the first step keeps of its options for the steps after it.
 KEPT = SETTINGS + ("reason", "cache_dir", "announce_log_hooks")
 
@@ -79,10 +79,7 @@ class ActionModule(ActionBase):
         try:
             return self._step(step, args, rollout, fleet, alive, host, state, task_vars, result)
         except AnsibleConnectionFailure as exc:
-            state.update(dropped=step, steps=state["steps"] + [{"step": step, "batch": args.get("batch"), "ran": True,
-                                                                "changed": False, "seconds": 0.0, "note": str(exc)}])
-            result.update(unreachable=True, msg="host unreachable: %s" % exc, state=state, failure=None)
-            return result
+            return self._unreachable(step, args, state, result, "host unreachable: %s" % exc)
         finally:
             try:
                 self._remove_tmp_path(self._connection._shell.tmpdir)
@@ -103,11 +100,8 @@ class ActionModule(ActionBase):
                  "note": reason or ""}
         if run:
             report = self._run_on_target(step, args, rollout, state, extra, task_vars, host, entry)
-            if report is None:  # unreachable: the host leaves the play
-                state.update(dropped=step)
-                state["steps"] = state["steps"] + [entry]
-                result.update(unreachable=True, msg=entry["note"], state=state, step=entry, failure=None)
-                return result
+            if report is None:
+                return self._unreachable(step, args, state, result, entry["note"])
             state.update(report.get("state") or {})
             entry.update(changed=bool(report.get("changed")), seconds=report.get("seconds", 0.0),
                          note=report.get("note") or "")
@@ -131,6 +125,20 @@ class ActionModule(ActionBase):
             result["skipped"] = True
         if step == "abort" and failure:
             return dict(failed=True, msg=failure["msg"], changed=entry["changed"])
+        return result
+
+    def _unreachable(self, step, args, state, result, msg):
+        """The host cannot be reached: it drops out of the rollout in this step. It leaves the play too,
+        except in the first host's lock round: that task runs once, and an unreachable host there would
+        end the play for every host before the report; the rollout stops anyway (nothing was locked)."""
+        entry = {"step": step, "batch": args.get("batch"), "ran": True, "changed": False, "seconds": 0.0,
+                 "note": msg}
+        state.update(dropped=step, steps=state["steps"] + [entry])
+        if args.get("lock_first"):
+            state["failure"] = decide.dropout(state["host"], step)
+            result.update(state=state, step=entry, failure=state["failure"], msg=msg)
+        else:
+            result.update(unreachable=True, msg=msg, state=state, step=entry, failure=None)
         return result
 
     def _display_warning(self, warning):

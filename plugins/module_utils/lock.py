@@ -69,7 +69,7 @@ ABSENT = "absent"
 
 # Decisions.
 ACQUIRE = "acquire"    # no lock: write ours
-KEEP = "keep"          # ours already: nothing to do
+RENEW = "renew"        # ours already: push its expiry forward (a rollout renews at every step)
 TAKEOVER = "takeover"  # someone else's (stale, corrupt or forced): replace it with ours
 RELEASE = "release"    # remove the lock (ours, or anyone's with force)
 NOOP = "noop"          # nothing to release
@@ -127,8 +127,14 @@ class Request:
     """What a task asks for: the module's options, checked."""
 
     def __init__(self, state=PRESENT, deploy_id=None, owner=None, env=None, action=None,
-                 tag=None, reason=None, ttl=DEFAULT_TTL, force=False, root=None, block_file=None):
+                 tag=None, reason=None, ttl=DEFAULT_TTL, force=False, root=None, block_file=None,
+                 force_lock=False, hold=False):
         self.state = state
+        # force_lock: take over another rollout's lock that is still valid (force alone takes
+        # over expired and corrupt locks only). hold: this rollout's lock must still be there
+        # (renewed); never take a free or someone else's lock.
+        self.force_lock = bool(force_lock)
+        self.hold = bool(hold)
         self.deploy_id = deploy_id
         self.owner = owner
         self.env = env
@@ -346,16 +352,38 @@ def decide(existing, request, now, path, host=None, block_reason=None):
     return _decide_acquire(existing, request, now, path, host, block_reason)
 
 
+def renewed(record, request, now):
+    """``record`` (this rollout's) with its expiry ``request.ttl`` from ``now``."""
+    return dict(record, expires=isoformat(now + datetime.timedelta(seconds=request.ttl)))
+
+
+def lost_message(existing, request, path, host, now):
+    """A rollout that no longer holds its lock: who has it now, and that nothing more is changed."""
+    where = _where(path, host)
+    if existing is None:
+        what = "there is no lock any more (someone released it)"
+    elif isinstance(existing, CorruptLock):
+        what = "the lock file is corrupt (%s)" % existing.error
+    else:
+        what = "it was taken over by %s, holding it since %s" % (describe(existing), existing.get("created"))
+    return ("This rollout (deploy %s) no longer holds lock %s: %s. It stops here and changes nothing more on this "
+            "host." % (request.deploy_id, where, what))
+
+
 def _decide_acquire(existing, request, now, path, host, block_reason):
     where = _where(path, host)
     if is_mine(existing, request.deploy_id):
         warnings = []
         if is_stale(existing, now):
-            warnings.append("Lock %s of deploy %s expired at %s: another rollout may take it over."
-                            % (where, request.deploy_id, existing["expires"]))
-        return Decision(KEEP, "Lock %s is already held by this rollout, %s, since %s; it expires at %s."
-                        % (where, describe(existing), existing["created"], existing["expires"]),
-                        record=existing, warnings=warnings, existing=existing)
+            warnings.append("Lock %s of deploy %s had expired at %s (another rollout could have taken it over); "
+                            "renewed." % (where, request.deploy_id, existing["expires"]))
+        record = renewed(existing, request, now)
+        return Decision(RENEW, "Lock %s is held by this rollout, %s, since %s; renewed until %s."
+                        % (where, describe(existing), existing["created"], record["expires"]),
+                        record=record, warnings=warnings, existing=existing)
+    if request.hold:
+        return Decision(FAIL, lost_message(existing, request, path, host, now),
+                        record=existing if isinstance(existing, dict) else None, existing=existing)
 
     record = build_record(request, now, host)
     warnings = []
@@ -374,7 +402,7 @@ def _decide_acquire(existing, request, now, path, host, block_reason):
                         record=record, warnings=warnings, existing=existing)
 
     if isinstance(existing, CorruptLock):
-        if not request.force:
+        if not (request.force or request.force_lock):
             return Decision(FAIL, corrupt_message(existing, path, host, request.env), existing=existing)
         note = ("Replaced corrupt lock %s (%s; it started with %r) with force for %s."
                 % (where, existing.error, existing.head, describe(record)))
@@ -383,7 +411,7 @@ def _decide_acquire(existing, request, now, path, host, block_reason):
                             % (path, existing.error, existing.head),
                         existing=existing)
 
-    if request.force:
+    if request.force_lock:
         note = ("Forced takeover of lock %s from %s, held since %s; it now belongs to %s."
                 % (where, describe(existing), existing["created"], describe(record)))
         return Decision(TAKEOVER, note, record=record, previous=existing, warnings=warnings + [note],
@@ -399,7 +427,11 @@ def _decide_acquire(existing, request, now, path, host, block_reason):
                             % (path, describe(existing), existing["created"], existing["expires"]),
                         existing=existing)
 
-    return Decision(FAIL, held_by_message(existing, path, host, request.env, now), record=existing, existing=existing)
+    msg = held_by_message(existing, path, host, request.env, now)
+    if request.force:
+        msg += (" force=true takes over expired and corrupt locks only; to take over a lock its holder renewed within "
+                "its TTL, use force_lock=true (-e force_lock=true).")
+    return Decision(FAIL, msg, record=existing, existing=existing)
 
 
 def _decide_release(existing, request, path, host):
@@ -592,7 +624,7 @@ def apply(request, path, log_path=None, check_mode=False, clock=utcnow, host=Non
             if decision.action == ACQUIRE:
                 if not create_lock(path, decision.record, fallback=held):
                     continue  # another rollout got there first: decide again on its record
-            elif decision.action == TAKEOVER:
+            elif decision.action in (TAKEOVER, RENEW):
                 replace_lock(path, decision.record)
             elif decision.action == RELEASE:
                 _remove(path)

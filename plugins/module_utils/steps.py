@@ -88,12 +88,13 @@ class Step:
         journal.log(self.layout.active_log, line, id=self.p.get("deploy_id"), user=self.p.get("user"),
                     env=self.p.get("env"), tag=self.tag, phase=phase)
 
-    def request(self, state=lock.PRESENT, force=None):
+    def request(self, state=lock.PRESENT, force=None, hold=False):
         return lock.Request(
             state=state, deploy_id=self.p.get("deploy_id"), owner=self.p.get("owner"), env=self.p.get("env"),
             action=self.p.get("action"), tag=self.tag, reason=self.p.get("reason") or None,
-            ttl=self.p.get("lock_ttl") or lock.DEFAULT_TTL, force=self.p.get("force") if force is None else force,
-            root=self.layout.root, block_file=self.p.get("block_file") or None).check()
+            ttl=self.p.get("ttl") or lock.DEFAULT_TTL, force=self.p.get("force") if force is None else force,
+            force_lock=self.p.get("force_lock"), root=self.layout.root, block_file=self.p.get("block_file") or None,
+            hold=hold).check()
 
     def take_lock(self):
         """Take the lock; a refusal is a failure of phase lock."""
@@ -113,16 +114,18 @@ class Step:
         return decision
 
     def hold_lock(self, phase):
-        """Before changing anything: the lock must still be this rollout's."""
+        """Before changing anything: the lock must still be this rollout's; it is renewed (its
+        expiry pushed a TTL ahead), so that a rollout longer than the TTL keeps it."""
         if self.check_mode:
             return
-        held = lock.info(self.layout.lock, deploy_id=self.p.get("deploy_id"), host=self.host)
-        if held["mine"]:
-            return
-        holder = ("it is now held by %s" % lock.describe(held["lock"])) if held["lock"] else \
-            ("the lock file is corrupt" if held["corrupt"] else "there is no lock any more")
-        raise Failed(phase, "this rollout (%s) no longer holds the lock %s on %s: %s. Nothing more was changed "
-                            "on this host." % (self.p.get("deploy_id"), self.layout.lock, self.host, holder))
+        try:
+            decision = lock.apply(self.request(hold=True), self.layout.lock, self.layout.active_log, host=self.name)
+        except (lock.LockError, OSError) as exc:
+            raise Failed(phase, "cannot renew the lock %s on %s: %s" % (self.layout.lock, self.name, exc))
+        self.warnings += decision.warnings
+        if decision.failed:
+            self.state["locked"] = False
+            raise Failed(phase, decision.msg)
 
     def probe(self):
         """What the host has, as the rollout's decisions read it."""
@@ -310,6 +313,8 @@ class Step:
         self.changed = True
 
     def do_finish(self):
+        # A host whose lock another rollout took is that rollout's now: nothing is touched.
+        self.hold_lock("finish")
         if self.p.get("rollback"):
             self.rollback()
         record = self.p.get("record")

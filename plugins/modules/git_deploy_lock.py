@@ -22,10 +22,11 @@ description:
   - Taking the lock is atomic. The complete record is written to a temporary file in the same directory and then
     hard-linked to the lock path, so of several rollouts racing for the lock exactly one wins and a reader never sees a half-written
     lock. Every read-decide-write runs under C(flock) on the lock directory.
-  - Taking a lock this rollout (O(deploy_id)) already holds changes nothing.
+  - Taking a lock this rollout (O(deploy_id)) already holds renews it - its C(expires) moves O(ttl) seconds ahead (the
+    role renews at every step, so a rollout longer than the TTL keeps its lock) - and is not reported as a change.
     A lock held by another rollout fails the task with a message naming the holder, its rollout, since when, why, its expiry,
     and the command that clears it.
-  - A lock past its C(expires) time is stale and is taken over with a warning. Before then only O(force=true) takes it over.
+  - A lock past its C(expires) time is stale and is taken over with a warning. Before then only O(force_lock=true) takes it over.
   - Releasing removes the lock only when O(deploy_id) matches the holder's. A rollout never removes someone else's lock unless
     O(force=true).
   - Forced takeovers and releases, and takeovers of stale locks, are recorded in the root's active log
@@ -56,8 +57,17 @@ options:
     type: str
   force:
     description:
-      - Take over (O(state=present)) or release (O(state=absent)) any lock, also a corrupt one or one of another rollout,
-        and take the lock despite O(block_file). Recorded in the active log.
+      - With O(state=present), take over a corrupt lock and take the lock despite O(block_file); an expired lock is
+        taken over without it. It does not take over a lock its holder renewed within its TTL - that needs
+        O(force_lock).
+      - With O(state=absent), release any lock, also a corrupt one or one of another rollout.
+      - Recorded in the active log.
+    type: bool
+    default: false
+  force_lock:
+    description:
+      - With O(state=present), take over the lock of another rollout even though it has not expired (its holder renewed it
+        within its TTL). Recorded in the active log, and the previous holder is named in RV(taken_over).
     type: bool
     default: false
 extends_documentation_fragment:
@@ -237,6 +247,7 @@ def main():
             owner=dict(type="str"),
             ttl=dict(type="int", default=DEFAULT_TTL),
             force=dict(type="bool", default=False),
+            force_lock=dict(type="bool", default=False),
             block_file=dict(type="path"),
         ),
         required_if=[("state", "present", ("deploy_id",))],
@@ -251,7 +262,8 @@ def main():
         request = Request(
             state=params["state"], deploy_id=params["deploy_id"], owner=params["owner"] or default_owner(),
             env=params["env"], action=params["action"], tag=params["tag"], reason=params["reason"],
-            ttl=params["ttl"], force=params["force"], root=layout.root, block_file=params["block_file"],
+            ttl=params["ttl"], force=params["force"], force_lock=params["force_lock"], root=layout.root,
+            block_file=params["block_file"],
         ).check()
     except ValueError as exc:
         module.fail_json(msg=str(exc))

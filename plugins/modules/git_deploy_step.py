@@ -76,7 +76,13 @@ options:
     description: Text of the deploy file of the release (the tag's message).
     type: str
   force:
-    description: Passed to the lock (take over another rollout's lock) and to the release (see M(gitdeploy.rollout.git_deploy_release)).
+    description:
+      - Passed to the lock (take over an expired or corrupt lock, override O(block_file)) and to the release (see
+        M(gitdeploy.rollout.git_deploy_release)).
+    type: bool
+    default: false
+  force_lock:
+    description: Take over another rollout's lock even though its holder renewed it within its TTL.
     type: bool
     default: false
   hook_dir:
@@ -250,6 +256,7 @@ OPTIONS = dict(
     commit=dict(type="str"),
     deploy_file=dict(type="str"),
     force=dict(type="bool", default=False),
+    force_lock=dict(type="bool", default=False),
     lock_dir=dict(type="path"),
     ttl=dict(type="int", default=DEFAULT_TTL),
     block_file=dict(type="path"),

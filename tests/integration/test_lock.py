@@ -87,8 +87,10 @@ def test_acquire_reacquire_release(deployment, tmp_path):
     assert acquired["path"] == str(lock_file(deployment))
     assert {k: acquired["lock"][k] for k in ALICE} == ALICE
     assert acquired["lock"]["root"] == r and acquired["taken_over"] is None
-    assert not again["changed"] and again["lock"] == acquired["lock"]
-    assert mine["locked"] and mine["mine"] and not mine["stale"] and mine["lock"] == acquired["lock"]
+    # Asking again renews the lock: same record, expiry a TTL from the second request.
+    assert not again["changed"] and again["lock"] == dict(acquired["lock"], expires=again["lock"]["expires"])
+    assert again["lock"]["expires"] >= acquired["lock"]["expires"] and "renewed until" in again["msg"]
+    assert mine["locked"] and mine["mine"] and not mine["stale"] and mine["lock"] == again["lock"]
     assert released["changed"] and released["lock"] is None
     assert not nothing["changed"] and not nothing.get("failed")
     assert not free["locked"] and free["lock"] is None
@@ -116,13 +118,15 @@ def test_lock_of_another_rollout_is_refused_and_never_released_by_it(deployment,
     assert stat.S_IMODE(lock_file(deployment).stat().st_mode) == 0o640
 
 
-def test_force_takes_over_and_releases_and_the_log_says_who_forced_whom(deployment, tmp_path):
+def test_force_lock_takes_over_and_force_releases_and_the_log_says_who_forced_whom(deployment, tmp_path):
     r = root(deployment)
     steps = play(deployment, tmp_path, [
-        lock(root=r, **ALICE), lock(root=r, force=True, **BOB),
+        lock(root=r, **ALICE), lock(root=r, force=True, **BOB), lock(root=r, force_lock=True, **BOB),
         lock(root=r, state="absent", force=True, owner="carol@ctl"),
     ])
-    forced, released = steps[1:]
+    refused, forced, released = steps[1:]
+    # force alone never takes over a lock its holder keeps renewing: that needs force_lock.
+    assert refused["failed"] and refused["lock"]["deploy_id"] == "d1" and "force_lock=true" in refused["msg"]
     assert forced["changed"] and forced["taken_over"]["deploy_id"] == "d1"
     assert forced["lock"]["deploy_id"] == "d2" and forced["lock"]["owner"] == "bob@ctl"
     assert released["changed"] and released["taken_over"]["deploy_id"] == "d2" and released["lock"] is None

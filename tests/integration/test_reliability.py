@@ -723,3 +723,78 @@ def test_damaged_bundle_is_refused_then_rebuilt(ssh_fleet, tmp_path):
             assert complete_release(root[alias]) == tag
     finally:
         rollouts.cleanup()
+
+
+# -- a rollout that outlived its lock --------------------------------------------------------
+
+def test_a_rollout_that_lost_its_lock_stops_and_changes_nothing_more(deployment, app, rollouts, ctl):
+    """Rollout A outlives its lock (its TTL runs out while a pre-sync hook blocks); rollout B
+    takes the expired locks over and switches. When A goes on, its next step finds B's lock:
+    A stops on every host naming B, and changes nothing more - it switches nothing, records
+    nothing, releases none of B's locks, rolls back none of B's hosts."""
+    rollouts.run("deploy", env="prod")
+    [tag1] = rollout_tags(app)
+    app.change("app.txt", "version 2\n", "version 2")
+    ctl.hold("pre-sync")
+    outlived = rollouts.start("deploy", env="prod", name="outlived")
+    ctl.wait_reached("pre-sync", PROD, [outlived])
+    dead = lock_record(deployment.root("prod1"))
+    for host in PROD:
+        expire_lock(deployment.root(host))
+    # B does not stop in pre-sync; it holds its locks once switched (post-tree-update).
+    (ctl.dir / "hold-pre-sync").unlink()
+    ctl.hold("post-tree-update")
+    taker = rollouts.start("deploy", env="prod", name="taker")
+    ctl.wait_reached("post-tree-update", PROD, [taker])
+    holder = lock_record(deployment.root("prod1"))
+    assert holder["deploy_id"] != dead["deploy_id"], holder
+    (ctl.dir / "go-pre-sync").write_text("")  # A goes on
+    assert outlived.wait() != 0, str(outlived)
+    for host in PROD:
+        root = deployment.root(host)
+        assert lock_record(root)["deploy_id"] == holder["deploy_id"], host      # B's locks untouched
+        assert [(r["tag"], r["result"]) for r in history(root)] == [(tag1, "success")], host  # A recorded nothing
+    assert "no longer holds lock" in outlived.output and holder["deploy_id"] in outlived.output, outlived.summary()
+    assert "Traceback" not in outlived.output
+    ctl.reset()
+    assert taker.wait() == 0, str(taker)
+    [tag2] = [t for t in rollout_tags(app) if t != tag1]
+    assert_consistent(deployment, tag2)
+    for root in roots(deployment):
+        assert [(r["tag"], r["result"]) for r in history(root)] == [(tag1, "success"), (tag2, "success")], root
+        assert dead["deploy_id"] not in [r["id"] for r in history(root)]
+
+
+def test_first_host_unreachable_takes_and_releases_no_other_lock(ssh_fleet, tmp_path):
+    """The rollout's first host is unreachable and another host carries someone else's live
+    lock: no host is locked, that lock is never released, nothing is recorded, no tag is cut,
+    and the summary names the first host and the lock step. The host order is fixed once at
+    the start: a host counts as locked only on its own lock result."""
+    from sinks import closed_port  # noqa: E402
+
+    base = tmp_path / "roots"
+    inventory = write_inventory(ssh_fleet, base, {"prod": {h: h for h in PROD}})
+    data = json.loads(inventory.read_text())
+    data["all"]["children"]["prod"]["hosts"]["prod1"]["ansible_port"] = closed_port()
+    inventory.write_text(json.dumps(data))
+    app = make_app(tmp_path / "src")
+    rollouts = Rollouts(inventory, app, tmp_path / "runs")
+    root = {h: base / h / "root" for h in PROD}
+    planted = lock_path(root["prod2"])
+    planted.parent.mkdir(parents=True)
+    planted.write_text(json.dumps({
+        "deploy_id": "other-42", "owner": "mallory@elsewhere", "env": "prod", "action": "deploy", "tag": None,
+        "reason": "planted by a test", "created": "2026-01-01T00:00:00Z", "expires": "2099-01-01T00:00:00Z",
+        "host": "prod2", "root": str(root["prod2"])}))
+    before = planted.read_text()
+    try:
+        run = rollouts.run("deploy", check=False, env="prod")
+    finally:
+        rollouts.cleanup()
+    assert run.rc != 0 and "Traceback" not in run.output
+    assert "first failure on prod1 in phase lock" in run.summary() and "unreachable" in run.summary(), run.summary()
+    assert planted.read_text() == before                       # someone else's lock: untouched
+    assert not lock_path(root["prod3"]).exists()
+    for host in ("prod2", "prod3"):
+        assert not (root[host] / ".git-deploy" / "history.jsonl").exists(), host
+    assert rollout_tags(app) == []

@@ -219,6 +219,16 @@ def test_lock_held_on_one_host_stops_the_rollout_everywhere(deployment, app):
     for host in PROD:
         assert live(deployment, host) == tag1
 
+    # force=true overrides the checks that have an override, not a lock its holder keeps
+    # renewing: that needs force_lock=true.
+    forced = run(deployment, app, "deploy", env="prod", force=True, check=False)
+    assert forced.returncode != 0 and "force_lock=true" in forced.stdout
+    assert lock.read_text() == planted and prod_tags(app) == [tag1]
+    run(deployment, app, "deploy", env="prod", force_lock=True)
+    [tag2] = [t for t in prod_tags(app) if t != tag1]
+    for host in PROD:
+        assert live(deployment, host) == tag2 and not locked(deployment, host)
+
 
 def test_status_shows_drift_and_a_stale_lock(deployment, app):
     run(deployment, app, "deploy", env="prod")

@@ -132,17 +132,32 @@ def test_free_lock_is_acquired():
     assert "taken by bob@ctl" in decision.msg
 
 
-def test_own_lock_is_kept_unchanged():
-    mine = holder(deploy_id="d2")
+def test_own_lock_is_renewed_a_ttl_from_now():
+    mine = holder(deploy_id="d2")  # created 09:45, expires 10:45; now is 10:15, ttl 3600
     decision = decide(mine, request())
-    assert decision.action == lock.KEEP and not decision.changed
-    assert decision.record is mine and not decision.warnings
+    assert decision.action == lock.RENEW and not decision.changed  # still this rollout's lock
+    assert decision.record == dict(mine, expires="2026-11-21T11:15:00Z")
+    assert decision.record["created"] == mine["created"] and not decision.warnings
+    assert "renewed until 2026-11-21T11:15:00Z" in decision.msg
 
 
-def test_own_expired_lock_is_kept_with_a_warning():
+def test_own_expired_lock_is_renewed_with_a_warning():
     decision = decide(holder(deploy_id="d2", expires="2026-11-21T10:00:00Z"), request())
-    assert decision.action == lock.KEEP
-    assert "expired at 2026-11-21T10:00:00Z" in decision.warnings[0]
+    assert decision.action == lock.RENEW and decision.record["expires"] == "2026-11-21T11:15:00Z"
+    assert "had expired at 2026-11-21T10:00:00Z" in decision.warnings[0]
+
+
+@pytest.mark.parametrize("existing, what", [
+    (None, "there is no lock any more"),
+    (holder(), "it was taken over by alice@ctl (deploy d1"),
+    (lock.CorruptLock("x", "not JSON"), "the lock file is corrupt (not JSON)"),
+])
+def test_a_rollout_that_lost_its_lock_is_told_who_has_it(existing, what):
+    decision = decide(existing, request(hold=True))
+    assert decision.action == lock.FAIL and not decision.changed
+    assert "This rollout (deploy d2) no longer holds lock %s on web1: %s" % (PATH, what) in decision.msg
+    assert "changes nothing more" in decision.msg
+    assert decide(holder(deploy_id="d2"), request(hold=True)).action == lock.RENEW
 
 
 def test_lock_of_another_rollout_refuses_with_everything_the_on_call_needs():
@@ -171,16 +186,23 @@ def test_stale_lock_of_another_rollout_is_taken_over_with_a_warning_and_a_log_li
     assert "took over stale lock" in decision.log and "deploy d1" in decision.log
 
 
-def test_force_takes_over_a_live_lock_and_records_whom():
-    decision = decide(holder(), request(force=True))
+def test_force_lock_takes_over_a_live_lock_and_records_whom():
+    decision = decide(holder(), request(force_lock=True))
     assert decision.action == lock.TAKEOVER
     assert decision.taken_over == holder()
     assert decision.log.startswith("forced takeover of lock %s from alice@ctl (deploy d1" % PATH)
     assert "Forced takeover" in decision.warnings[0]
 
 
-def test_force_on_own_lock_keeps_it():
-    assert decide(holder(deploy_id="d2"), request(force=True)).action == lock.KEEP
+def test_force_alone_never_takes_over_a_live_lock():
+    decision = decide(holder(), request(force=True))
+    assert decision.action == lock.FAIL and decision.record == holder()
+    assert "alice@ctl" in decision.msg and "force_lock=true" in decision.msg
+    assert decide(stale_holder(), request(force=True)).action == lock.TAKEOVER  # an expired one: yes
+
+
+def test_force_on_own_lock_renews_it():
+    assert decide(holder(deploy_id="d2"), request(force=True)).action == lock.RENEW
 
 
 def test_corrupt_lock_refuses_with_path_content_and_the_fix():
@@ -193,6 +215,7 @@ def test_corrupt_lock_refuses_with_path_content_and_the_fix():
 
 def test_force_replaces_a_corrupt_lock():
     corrupt = lock.CorruptLock("garbage{", "not JSON")
+    assert decide(corrupt, request(force_lock=True)).action == lock.TAKEOVER
     decision = decide(corrupt, request(force=True))
     assert decision.action == lock.TAKEOVER
     assert decision.taken_over == {"corrupt": True, "content": "garbage{", "error": "not JSON"}
@@ -223,7 +246,7 @@ def test_force_overrides_the_block_with_a_warning():
 
 
 def test_block_does_not_affect_a_lock_already_held():
-    assert decide(holder(deploy_id="d2"), request(block_file="/etc/B"), block="freeze").action == lock.KEEP
+    assert decide(holder(deploy_id="d2"), request(block_file="/etc/B"), block="freeze").action == lock.RENEW
 
 
 # -- decisions: release ------------------------------------------------------------------------------
@@ -281,8 +304,12 @@ def test_apply_acquires_atomically_leaving_one_complete_file(tmp_path):
     with open(path) as handle:
         assert json.load(handle) == decision.record
     assert os.listdir(os.path.dirname(path)) == ["lock"]  # no temporary file left behind
-    again = lock.apply(request(), path, clock=clock, host="web1")
-    assert again.action == lock.KEEP and again.record == decision.record
+    later = NOW + datetime.timedelta(seconds=600)
+    again = lock.apply(request(), path, clock=lambda: later, host="web1")
+    assert again.action == lock.RENEW and again.record == dict(decision.record, expires="2026-11-21T11:25:00Z")
+    with open(path) as handle:
+        assert json.load(handle) == again.record  # the file says so: renewed, not just reported
+    assert os.listdir(os.path.dirname(path)) == ["lock"]
 
 
 @pytest.mark.parametrize("umask, dir_mode, file_mode", [
@@ -310,7 +337,8 @@ def test_create_lock_never_overwrites(tmp_path):
 def test_apply_takeover_release_and_log(tmp_path):
     layout = Layout(str(tmp_path / "root"))
     lock.apply(request(deploy_id="d1", owner="alice@ctl"), layout.lock, layout.active_log, clock=clock)
-    forced = lock.apply(request(force=True), layout.lock, layout.active_log, clock=clock)
+    assert lock.apply(request(force=True), layout.lock, layout.active_log, clock=clock).action == lock.FAIL
+    forced = lock.apply(request(force_lock=True), layout.lock, layout.active_log, clock=clock)
     assert forced.action == lock.TAKEOVER and forced.taken_over["owner"] == "alice@ctl"
     assert lock.read_lock(layout.lock)["deploy_id"] == "d2"
     with open(layout.active_log) as handle:
