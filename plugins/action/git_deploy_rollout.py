@@ -136,7 +136,7 @@ class ActionModule(ActionBase):
             args = dict(args, **(self.rollout.get("settings") or {}))
             args.update((key, value) for key, value in valid.validated_parameters.items() if key in given)
         self.args = args
-        self.password = gitrepo.url_password(args["repo_url"])
+        self.url = args["repo_url"]
         if step not in ("select", "start"):
             # Every controller step is a barrier: it sees every host's state once, and
             # the hosts' next step decides from that snapshot.
@@ -156,7 +156,7 @@ class ActionModule(ActionBase):
 
     # -- helpers ------------------------------------------------------------------------
     def mask(self, text):
-        return text.replace(self.password, "***") if self.password and text else text
+        return gitrepo.mask_secrets(text, self.url) if text else text
 
     def fleet(self):
         """Every host's state, as registered by its last step (None: it reported nothing yet)."""

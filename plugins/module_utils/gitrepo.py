@@ -27,7 +27,7 @@ import re
 import socket
 import traceback
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ansible_collections.gitdeploy.rollout.plugins.module_utils.layout import check_name
 from ansible_collections.gitdeploy.rollout.plugins.module_utils import tagging
@@ -75,34 +75,67 @@ def _short(sha):
     return _s(sha)[:12] if sha else sha
 
 
+def _userinfo(url):
+    """``(parts, userinfo)`` of a URL with a scheme and credentials (``token@``, ``user:pw@``), else None."""
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+    except ValueError:
+        return None
+    if not parts or not parts.scheme or "@" not in parts.netloc:
+        return None
+    return parts, parts.netloc.rsplit("@", 1)[0]
+
+
 def redact(url):
-    """``url`` fit for messages and results: a password in it becomes ``***``."""
-    if not url_password(url):
+    """``url`` fit for messages, results and files: its whole userinfo (a token, a user and
+    password, ``oauth2:<token>``) becomes ``***``."""
+    found = _userinfo(url)
+    if not found:
         return url
-    parts = urlsplit(url)
-    userinfo, host = parts.netloc.rsplit("@", 1)
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc="%s:***@%s" % (user, host)))
+    parts, _userinfo_text = found
+    return urlunsplit(parts._replace(netloc="***@%s" % parts.netloc.rsplit("@", 1)[1]))
+
+
+def strip_credentials(url):
+    """``url`` without its userinfo (what a cache's config keeps: credentials are never stored)."""
+    found = _userinfo(url)
+    if not found:
+        return url
+    parts, _userinfo_text = found
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def url_secrets(url):
+    """Every form in which the credentials of ``url`` may be quoted (raw and percent-decoded:
+    the whole userinfo, and the password - or the user, when it is the token), longest first;
+    modules add them to their no_log values."""
+    found = _userinfo(url)
+    if not found:
+        return []
+    userinfo = found[1]
+    forms = set()
+    for text in (userinfo, unquote(userinfo)):
+        user, colon, password = text.partition(":")
+        # The password; without one, the user is the secret (a token: https://<token>@host).
+        forms.update((text, password) if colon else (text,))
+    return sorted((f for f in forms if f), key=len, reverse=True)
+
+
+def mask_secrets(text, url):
+    """``text`` with every form of the credentials of ``url`` replaced by ``***``."""
+    for secret in url_secrets(url):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _describe(exc, url=None):
     """An exception as one readable string (some dulwich errors have an empty str()),
-    with the password of ``url`` masked wherever the library quoted it."""
+    with the credentials of ``url`` masked wherever the library quoted them."""
     text = str(exc).strip()
     name = exc.__class__.__name__
     if text and name not in ("GitError", "Exception"):
         text = "%s: %s" % (name, text)
-    text = text or name
-    password = url_password(url)
-    return text.replace(password, "***") if password else text
-
-
-def url_password(url):
-    """The password in ``url``, if any: modules add it to their no_log values."""
-    try:
-        return urlsplit(url).password if url else None
-    except ValueError:
-        return None
+    return mask_secrets(text or name, url)
 
 
 class Source:
@@ -183,11 +216,15 @@ def open_cache(url, cache_dir=None, fetch=True):
         known = _s(config.get(section, b"url"))
     except KeyError:
         known = None
-    if known is None:
-        config.set(section, b"url", _b(url))
+    stored = strip_credentials(url)
+    if known is None or (known != stored and strip_credentials(known) == stored):
+        # The URL without its credentials: they come with every run, never from this file
+        # (caches made by earlier versions kept them: rewritten here).
+        config.set(section, b"url", _b(stored))
         config.set(section, b"fetch", b"+refs/heads/*:refs/heads/*")
         config.write_to_path()
-    elif known != url:
+        os.chmod(os.path.join(path, "config"), 0o600)
+    elif known != stored:
         raise GitError(
             "cache_dir %s is the cache of %s, not of %s: leave cache_dir unset (one cache per URL) or "
             "remove it (rm -rf %s)." % (path, redact(known), redact(url), path)

@@ -202,8 +202,8 @@ from ansible_collections.gitdeploy.rollout.plugins.module_utils.gitrepo import (
     GitError,
     open_cache,
     open_checkout,
-    url_password,
     rollout_info,
+    url_secrets,
 )
 from ansible_collections.gitdeploy.rollout.plugins.module_utils.tagging import DEFAULT_DATE_FORMAT
 
@@ -227,10 +227,8 @@ def main():
     if not HAS_DULWICH:
         module.fail_json(msg=missing_required_lib("dulwich"), exception=DULWICH_IMPORT_ERROR)
     params = module.params
-    password = url_password(params["repo_url"])
-    if password:
-        # Whatever quotes the URL (git, dulwich, Ansible's invocation) shows *** instead.
-        module.no_log_values.add(password)
+    # Whatever quotes the URL (git, dulwich, Ansible's invocation) shows ******** for its credentials.
+    module.no_log_values.update(url_secrets(params["repo_url"]))
     source = None
     try:
         if params["repo_url"]:

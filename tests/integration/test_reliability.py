@@ -627,6 +627,8 @@ def test_bad_settings_refs_tags_and_state_files(deployment, app, rollouts):
         (("deploy", {"env": "prod", "git_deploy_hook_dir": "/etc"}), ["hook_dir"]),
         (("deploy", {"env": "prod", "git_deploy_repo_url": f"http://deployer:{secret}@127.0.0.1:9/app.git",
                      "git_deploy_cache_dir": str(deployment.workdir / "repo-cache")}), ["could not fetch"]),
+        (("deploy", {"env": "prod", "git_deploy_repo_url": f"https://{secret}@127.0.0.1:9/app.git",
+                     "git_deploy_cache_dir": str(deployment.workdir / "token-cache")}), ["could not fetch"]),
         (("revert", {"tag": "prod-20991231-235959"}), ["prod-20991231-235959"]),
         (("revert", {"env": "prod", "tag": "staging-20200101-000000"}), ["not of prod"]),
         (("revert", {"tag": f"prod-1;touch {pwned}"}), ["not a plain name"]),
@@ -649,6 +651,9 @@ def test_bad_settings_refs_tags_and_state_files(deployment, app, rollouts):
             problems.append(f"{case}: refused only after the locks were taken: {run.summary()[:600]}")
     if pwned.exists():
         problems.append("a shell ran a command from a ref or tag")
+    for cache in ("repo-cache", "token-cache"):
+        if secret in (deployment.workdir / cache / "config").read_text():
+            problems.append(f"the credentials of the repository URL are stored in {cache}/config")
     changed = diff_snapshots(before, snapshot(watched))
     if changed:
         problems.append(f"the refused requests changed {len(changed)} paths: {changed[:12]}")

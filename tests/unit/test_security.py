@@ -220,15 +220,28 @@ URLS = [
     f"http://deployer:{SECRET}@127.0.0.1:9/app.git",
     f"https://deployer:{SECRET}@localhost:9/app.git",
     f"ssh://git:{SECRET}@127.0.0.1:9/app.git",
+    f"https://{SECRET}@127.0.0.1:9/app.git",                  # a token as the user (GitHub, GitLab)
+    f"https://oauth2:{SECRET}@127.0.0.1:9/app.git",           # GitLab's oauth2:<token>
+    f"https://x-token-auth:{SECRET.replace('-', '%2D')}@127.0.0.1:9/app.git",  # percent-encoded
 ]
 
 
 @pytest.mark.parametrize("url", URLS)
-def test_a_password_in_the_repo_url_is_not_in_error_messages(tmp_path, url):
+def test_credentials_in_the_repo_url_are_not_in_error_messages_nor_on_disk(tmp_path, url):
+    import os
+    import stat
+
     from ansible_collections.gitdeploy.rollout.plugins.module_utils import gitrepo
 
+    cache = tmp_path / "cache"
     with pytest.raises(gitrepo.GitError) as failure:
-        gitrepo.open_cache(url, str(tmp_path / "cache"))
+        gitrepo.open_cache(url, str(cache))
     text = str(failure.value) + repr(getattr(failure.value, "result", ""))
-    assert SECRET not in text, text
-    assert "deployer" in text or "git@" in text or "127.0.0.1" in text or "localhost" in text  # still says which URL
+    for form in (SECRET, SECRET.replace("-", "%2D")):
+        assert form not in text, text
+    assert "127.0.0.1" in text or "localhost" in text  # still says which URL
+    # The cache's config names the remote without its credentials, readable by its owner only.
+    config = (cache / "config").read_text()
+    assert SECRET not in config and SECRET.replace("-", "%2D") not in config
+    assert "url = %s" % gitrepo.strip_credentials(url) in config
+    assert stat.S_IMODE(os.stat(cache / "config").st_mode) == 0o600

@@ -17,23 +17,40 @@ except ImportError:  # plain pytest: put this checkout on the collections path
 
 
 @pytest.mark.parametrize("url, shown", [
-    ("https://deployer:s3cret@git.example.com/app.git", "https://deployer:***@git.example.com/app.git"),
-    ("ssh://git:s3cret@git.example.com:2222/app.git", "ssh://git:***@git.example.com:2222/app.git"),
-    ("https://deployer@git.example.com/app.git", "https://deployer@git.example.com/app.git"),
+    ("https://deployer:s3cret@git.example.com/app.git", "https://***@git.example.com/app.git"),
+    ("ssh://git:s3cret@git.example.com:2222/app.git", "ssh://***@git.example.com:2222/app.git"),
+    ("https://ghp_T0kenT0ken@github.com/acme/app.git", "https://***@github.com/acme/app.git"),
+    ("https://oauth2:glpat-T0ken@gitlab.example.com/app.git", "https://***@gitlab.example.com/app.git"),
+    ("https://x-token-auth:T0k%2Fen@bitbucket.org/app.git", "https://***@bitbucket.org/app.git"),
+    ("https://us%40er:p%3Ass@git.example.com/app.git", "https://***@git.example.com/app.git"),
     ("git@git.example.com:shop/app.git", "git@git.example.com:shop/app.git"),
     ("/srv/git/app.git", "/srv/git/app.git"),
+    ("https://git.example.com/app.git", "https://git.example.com/app.git"),
     (None, None),
 ])
-def test_redact_masks_only_the_password(url, shown):
+def test_redact_masks_the_whole_userinfo(url, shown):
     assert gitrepo.redact(url) == shown
 
 
-def test_url_password():
-    assert gitrepo.url_password("https://u:p%40ss@h/x.git") == "p%40ss"
-    assert gitrepo.url_password("git@h:x.git") is None
-    assert gitrepo.url_password(None) is None
+@pytest.mark.parametrize("url, secrets", [
+    ("https://u:p%40ss@h/x.git", ["u:p%40ss", "u:p@ss", "p%40ss", "p@ss"]),
+    ("https://ghp_T0ken@h/x.git", ["ghp_T0ken"]),
+    ("https://oauth2:glpat-T0ken@h/x.git", ["oauth2:glpat-T0ken", "glpat-T0ken"]),
+    ("ssh://git:pw@h/x.git", ["git:pw", "pw"]),  # a user name next to a password is not masked alone
+    ("git@h:x.git", []),
+    (None, []),
+])
+def test_url_secrets_are_every_form_a_library_may_quote(url, secrets):
+    assert sorted(gitrepo.url_secrets(url)) == sorted(secrets)
 
 
-def test_describe_masks_the_password_a_library_quoted():
-    exc = OSError("cannot reach https://u:hunter2@h/x.git")
-    assert gitrepo._describe(exc, "https://u:hunter2@h/x.git") == "OSError: cannot reach https://u:***@h/x.git"
+def test_strip_credentials():
+    assert gitrepo.strip_credentials("https://t0k@h:8443/x.git") == "https://h:8443/x.git"
+    assert gitrepo.strip_credentials("/srv/x.git") == "/srv/x.git"
+
+
+@pytest.mark.parametrize("quoted", ["hunter2", "u:hunter2", "u%3Ahunter2"])
+def test_describe_masks_the_credentials_a_library_quoted(quoted):
+    url = "https://u:hunter2@h/x.git"
+    text = gitrepo._describe(OSError("cannot reach %s (%s)" % (url, quoted)), url)
+    assert "hunter2" not in text and text.startswith("OSError: cannot reach https://***@h/x.git")
