@@ -21,7 +21,6 @@ import os
 import shutil
 import socket
 import tempfile
-import uuid
 
 from ansible.module_utils.urls import open_url
 from ansible.plugins.action import ActionBase
@@ -101,13 +100,6 @@ def controller_user(task_vars):
         return getpass.getuser()
     except Exception:  # pylint: disable=broad-except
         return "unknown"
-
-
-def rollout_id(task_vars, moment):
-    """One id per rollout: the AWX job's, else the time and 48 random bits (uuid4)."""
-    if task_vars.get("awx_job_id") is not None:
-        return "awx-%s" % task_vars["awx_job_id"]
-    return "%s-%s" % (moment.strftime("%Y%m%dT%H%M%SZ"), uuid.uuid4().hex[:12])
 
 
 def mail_recipients(value):
@@ -263,7 +255,7 @@ class ActionModule(ActionBase):
             raise StepFailed("%s. Nothing was changed." % exc)
         self.rollout.update(
             settings=dict((k, v) for k, v in args.items() if k not in NOT_SETTINGS),
-            id=rollout_id(self.task_vars, moment), action=args["action"], env=args["env"],
+            id=decide.rollout_id(moment, self.task_vars.get("awx_job_id")), action=args["action"], env=args["env"],
             prefix=args["prefix"] or args["env"], user=args["user"] or controller_user(self.task_vars),
             controller=socket.gethostname(), start=moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
             max_failures=args["max_failures"], rollback_on_failure=args["rollback_on_failure"], failures=[],

@@ -46,7 +46,8 @@ def format_line(message, when=None, **fields):
     for key in LOG_FIELDS:
         value = fields.get(key)
         if value not in (None, ""):
-            parts.append("%s=%s" % (key, value))
+            # A field is one word: a newline or a space in it could forge a log line or a field.
+            parts.append("%s=%s" % (key, "_".join(str(value).split())))
     parts.append(" ".join(str(message).splitlines()))
     return " ".join(parts) + "\n"
 
@@ -68,14 +69,34 @@ def write_all(fd, data):
         view = view[written:]
 
 
-def append(path, text):
-    """Append ``text`` to ``path`` (O_APPEND), creating it not world-writable."""
+def fsync_dir(path):
+    """Flush a directory's entries to disk (a file created or renamed in it); best effort."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def append(path, text, durable=False):
+    """Append ``text`` to ``path`` (O_APPEND), creating it not world-writable; ``durable``:
+    on disk before returning (the file, and its directory entry when it is new)."""
     ensure_dir(os.path.dirname(path))
+    new = not os.path.exists(path)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
     try:
         write_all(fd, text.encode("utf-8", "replace"))
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
+    if durable and new:
+        fsync_dir(os.path.dirname(path))
 
 
 def log(path, message, **fields):
@@ -104,6 +125,7 @@ def archive(active, archive_path, chunk=CHUNK):
         finally:
             os.close(fd)
     os.unlink(active)
+    fsync_dir(os.path.dirname(active))
     return True
 
 
@@ -120,7 +142,7 @@ def _ends_mid_line(path):
 def append_history(path, record):
     """Append ``record`` on a line of its own, even after a line cut short."""
     text = json.dumps(record, sort_keys=True) + "\n"
-    append(path, "\n" + text if _ends_mid_line(path) else text)
+    append(path, "\n" + text if _ends_mid_line(path) else text, durable=True)
 
 
 def read_history(path):

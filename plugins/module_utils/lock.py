@@ -14,8 +14,10 @@ Layers, bottom up:
 * the file operations: the record is written completely to a temporary file in
   the lock's directory and then hard-linked to the lock path (create-exclusive:
   a lock file is never half-written and never overwritten by a plain acquire),
-  replaced by ``rename`` on a takeover, removed by ``unlink``; every
-  read-decide-write runs under ``flock`` on the lock's directory;
+  renewed by ``rename``; a takeover or a release is a compare-and-swap (the
+  record is renamed to a unique name - one renamer wins - and checked before
+  the new one is linked); every read-decide-write runs under ``flock`` on the
+  lock's directory, and a takeover is refused where ``flock`` does not work;
 * :func:`apply` and :func:`info`: what the two modules call.
 
 Lock record (JSON)::
@@ -44,6 +46,7 @@ except ImportError:  # pragma: no cover - not a POSIX target
     fcntl = None
 
 from ansible_collections.gitdeploy.rollout.plugins.module_utils.journal import (
+    fsync_dir,
     isoformat,
     log as journal_log,
     utcnow,
@@ -230,9 +233,19 @@ def content_head(text):
     return head + ("..." if len(text) > HEAD_CHARS else "")
 
 
-def is_stale(record, now):
+# How long past its expiry a lock is still respected: hosts sharing a lock_dir, and a
+# controller judging another host's lock, may have clocks that disagree by that much.
+CLOCK_MARGIN = datetime.timedelta(seconds=60)
+
+
+def is_expired(record, now):
     """True once ``now`` is at or past the record's ``expires``."""
     return parse_time(record["expires"]) <= now
+
+
+def is_stale(record, now):
+    """True once the lock expired more than :data:`CLOCK_MARGIN` ago: another rollout may take it over."""
+    return parse_time(record["expires"]) + CLOCK_MARGIN <= now
 
 
 def is_mine(record, deploy_id):
@@ -276,6 +289,9 @@ def held_by_message(record, path, host=None, env=None, now=None):
     if now is not None and is_stale(record, now):
         return text + ("; it expired at %s, so the next rollout takes it over. To clear it now: %s"
                        % (expires, command))
+    if now is not None and is_expired(record, now):
+        return text + ("; it expired at %s, and is taken over %d s later (a margin for clocks that disagree). "
+                       "To clear it now: %s" % (expires, CLOCK_MARGIN.total_seconds(), command))
     return text + ("; it expires at %s. Wait until then (an expired lock is taken over), or, if that "
                    "rollout is dead, clear it with: %s" % (expires, command))
 
@@ -299,6 +315,13 @@ def mismatch_message(record, path, deploy_id, host=None, env=None):
             "releases its own lock; if that rollout is dead, clear it with: %s"
             % (_where(path, host), describe(record), record.get("created"), deploy_id,
                unlock_command(record.get("env") or env)))
+
+
+def no_mutex_message(decision, path, host=None):
+    return ("Not taking over lock %s: %s The lock directory cannot be locked with flock here (a lock_dir on a network "
+            "file system?), so two rollouts could both take it over. Clear it by hand (rm %s) once its rollout is "
+            "known to be dead, or use a lock_dir on a local file system."
+            % (_where(path, host), decision.msg, path))
 
 
 def _one_line(text):
@@ -374,7 +397,7 @@ def _decide_acquire(existing, request, now, path, host, block_reason):
     where = _where(path, host)
     if is_mine(existing, request.deploy_id):
         warnings = []
-        if is_stale(existing, now):
+        if is_expired(existing, now):
             warnings.append("Lock %s of deploy %s had expired at %s (another rollout could have taken it over); "
                             "renewed." % (where, request.deploy_id, existing["expires"]))
         record = renewed(existing, request, now)
@@ -462,6 +485,10 @@ def hostname():
 
 def read_lock(path):
     """None when there is no lock file, the record, or a CorruptLock."""
+    if os.path.islink(path):
+        # Never made by a rollout (a lock file is created by link, replaced by rename).
+        return CorruptLock("", "%s is a symlink (to %s), not a lock file: remove it (rm %s)"
+                           % (path, os.readlink(path), path))
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_READ + 1)
@@ -501,11 +528,43 @@ def ensure_dir(path):
     return path
 
 
+TEMP_RE = re.compile(r"^\.lock\.(?:(\d+)\.)?[0-9a-f]+\.(?:tmp|stale)$")
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+def clean_leftovers(directory):
+    """Remove the temporary and set-aside lock files of processes that died (a kill -9
+    between writing and linking one); returns their names."""
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        match = TEMP_RE.match(name)
+        if match and match.group(1) and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
+            _remove(os.path.join(directory, name))
+            removed.append(name)
+    return removed
+
+
+def _unique(directory, kind):
+    return os.path.join(directory, ".lock.%d.%s.%s" % (os.getpid(), binascii.hexlify(os.urandom(6)).decode("ascii"),
+                                                       kind))
+
+
 def write_temp(directory, record):
     """Write ``record`` completely (and fsync it) to a new temporary file in ``directory``."""
     data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
     while True:
-        tmp = os.path.join(directory, ".lock.%s.tmp" % binascii.hexlify(os.urandom(6)).decode("ascii"))
+        tmp = _unique(directory, "tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         except FileExistsError:  # pragma: no cover - 48 random bits
@@ -535,6 +594,7 @@ def create_lock(path, record, fallback=False):
     try:
         try:
             os.link(tmp, path)
+            fsync_dir(os.path.dirname(path))
             return True
         except FileExistsError:
             return False
@@ -550,12 +610,61 @@ def create_lock(path, record, fallback=False):
 
 
 def replace_lock(path, record):
-    """Atomically replace the lock file with ``record`` (a takeover): never absent, never partial."""
+    """Atomically replace this rollout's own lock file with ``record`` (a renewal)."""
     tmp = write_temp(os.path.dirname(path), record)
     try:
         os.rename(tmp, path)
+        fsync_dir(os.path.dirname(path))
     finally:
         _remove(tmp)
+
+
+def set_aside(path, expected):
+    """Compare-and-swap, first half: move the lock file at ``path`` to a unique name, if it
+    is still ``expected`` (a record or a CorruptLock). Of several processes doing so at once,
+    one renamer wins. Returns the set-aside path, or None when the lock changed meanwhile
+    (it is put back when it is someone else's new record)."""
+    aside = _unique(os.path.dirname(path), "stale")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return None
+    found = read_lock(aside)
+    same = found == expected if isinstance(expected, dict) else (
+        isinstance(found, CorruptLock) and isinstance(expected, CorruptLock) and found.head == expected.head)
+    if same:
+        return aside
+    # Another process replaced the lock between our read and our rename: give it back.
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        pass
+    _remove(aside)
+    return None
+
+
+def take_over(path, record, expected):
+    """Replace ``expected`` (another rollout's stale, corrupt or forced lock) with ``record``:
+    set it aside (compare-and-swap), then create ours exclusively. False when the lock
+    changed meanwhile (the caller decides again)."""
+    aside = set_aside(path, expected)
+    if aside is None:
+        return False
+    try:
+        return create_lock(path, record)
+    finally:
+        _remove(aside)
+        fsync_dir(os.path.dirname(path))
+
+
+def release(path, expected):
+    """Remove the lock file if it is still ``expected``; False when it changed meanwhile."""
+    aside = set_aside(path, expected)
+    if aside is None:
+        return False
+    _remove(aside)
+    fsync_dir(os.path.dirname(path))
+    return True
 
 
 def _remove(path):
@@ -619,15 +728,23 @@ def apply(request, path, log_path=None, check_mode=False, clock=utcnow, host=Non
             return decision
         ensure_dir(directory)
     with dir_mutex(directory) as held:
+        clean_leftovers(directory)
         for _attempt in range(ATTEMPTS):
             decision = decide(read_lock(path), request, clock(), path, host, block_reason)
+            if decision.action == TAKEOVER and not held:
+                decision = Decision(FAIL, no_mutex_message(decision, path, host), existing=decision.existing,
+                                    record=decision.existing if isinstance(decision.existing, dict) else None)
             if decision.action == ACQUIRE:
                 if not create_lock(path, decision.record, fallback=held):
                     continue  # another rollout got there first: decide again on its record
-            elif decision.action in (TAKEOVER, RENEW):
+            elif decision.action == TAKEOVER:
+                if not take_over(path, decision.record, decision.existing):
+                    continue
+            elif decision.action == RENEW:
                 replace_lock(path, decision.record)
             elif decision.action == RELEASE:
-                _remove(path)
+                if not release(path, decision.existing):
+                    continue
             break
         else:
             raise LockError("Lock %s on %s kept changing while taking it (%d attempts): another process is "

@@ -244,18 +244,7 @@ def swap_symlink(target, link):
     fsync_dir(os.path.dirname(link))
 
 
-def fsync_dir(path):
-    """Flush a directory entry change to disk (best effort)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+fsync_dir = journal.fsync_dir
 
 
 def read_text(path):
@@ -287,11 +276,12 @@ def write_file_atomic(path, text, mode=None):
     tmp = os.path.join(directory, ".%s.tmp-%d" % (os.path.basename(path), os.getpid()))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode if mode is not None else 0o666)
     try:
-        os.write(fd, text.encode("utf-8"))
+        journal.write_all(fd, text.encode("utf-8"))
         os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)
+    fsync_dir(directory)
 
 
 def write_json(path, value):
@@ -723,7 +713,9 @@ class ReleaseTree:
         }
 
     # -- strategy releases: switch --------------------------------------------
-    def switch_release(self, tag, commit=None, keep=DEFAULT_KEEP, force=False):
+    def switch_release(self, tag, commit=None, keep=DEFAULT_KEEP, force=False, prune=True):
+        """Make ``tag`` live; with ``prune``, delete the releases ``keep`` no longer needs
+        (a rollout prunes once its outcome is known instead: see :meth:`prune`)."""
         keep = check_keep(keep)
         path = self.layout.release(tag)
         current = self.layout.current
@@ -761,17 +753,7 @@ class ReleaseTree:
                      swap_symlink, link_target(tag), current)
         if self.is_failed(tag):
             self._do("clear the failed mark of %s" % tag, os.unlink, self.failed_marker(tag))
-        records, _corrupt = journal.read_history(self.layout.history)
-        previous = journal.previous_live_tag(records, tag)
-        releases = set(self.releases()) | ({tag} if self.check_mode else set())
-        failed = (set(self.failed_tags()) - {tag}) & releases
-        unfinished = set(n for n in releases if n != tag and not self.is_complete(n))
-        self.cleanup_work_dirs(self.layout.releases)
-        doomed = select_prune(releases, keep, live=tag, previous=old_live, failed=failed,
-                              unfinished=unfinished, protect=[p for p in (previous,) if p],
-                              times=self.times(releases))
-        for name in doomed:
-            self.delete_release(name)
+        doomed = self.prune(keep, live=tag, previous=old_live) if prune else []
         after = "%s -> %s\n" % (current, link_target(tag)) if not already else before
         return {
             "release": path,
@@ -782,6 +764,25 @@ class ReleaseTree:
             "diff": {"before": before, "after": after,
                      "before_header": current, "after_header": current},
         }
+
+    def prune(self, keep, live=None, previous=None):
+        """Delete the releases beyond ``keep`` (failed ones first, see :func:`select_prune`);
+        never ``live`` (default: the live one), ``previous`` (default: what a revert goes back
+        to, from the history) nor what a revert from ``live`` goes back to. Returns their names."""
+        keep = check_keep(keep)
+        if live is None:
+            live = self.current_state()[2]
+        records, _corrupt = journal.read_history(self.layout.history)
+        protect = [t for t in (journal.previous_live_tag(records, live) if live else None,) if t]
+        releases = set(self.releases()) | ({live} if self.check_mode and live else set())
+        failed = (set(self.failed_tags()) - {live}) & releases
+        unfinished = set(n for n in releases if n != live and not self.is_complete(n))
+        self.cleanup_work_dirs(self.layout.releases)
+        doomed = select_prune(releases, keep, live=live, previous=previous, failed=failed,
+                              unfinished=unfinished, protect=protect, times=self.times(releases))
+        for name in doomed:
+            self.delete_release(name)
+        return doomed
 
     # -- failed marker --------------------------------------------------------
     def mark_failed(self, tag, commit=None):

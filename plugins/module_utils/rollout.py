@@ -32,6 +32,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import uuid
+
 from ansible_collections.gitdeploy.rollout.plugins.module_utils import rolling
 
 DEPLOY = "deploy"
@@ -57,6 +59,14 @@ HOST_STEPS = ("lock-first", "lock", "prepare", "switch", "post-sync", "finish")
 
 
 # -- the plan -------------------------------------------------------------------------
+
+def rollout_id(moment, awx_job_id=None):
+    """One id per rollout, in every lock, log line and history record of it: the AWX job's,
+    else the UTC time and 48 random bits (two rollouts sharing an id would share locks)."""
+    if awx_job_id is not None:
+        return "awx-%s" % awx_job_id
+    return "%s-%s" % (moment.strftime("%Y%m%dT%H%M%SZ"), uuid.uuid4().hex[:12])
+
 
 def plan(hosts, serial=None):
     """The rollout's host order (play order), its first host and the switch batches.

@@ -121,6 +121,11 @@ class Step:
         try:
             decision = lock.apply(self.request(hold=True), self.layout.lock, self.layout.active_log, host=self.name)
         except (lock.LockError, OSError) as exc:
+            # A full disk cannot take the renewed record: still this rollout's lock, it goes on.
+            if lock.is_mine(lock.read_lock(self.layout.lock), self.p.get("deploy_id")):
+                self.warnings.append("%s: could not renew the lock %s (%s); it is still this rollout's until it "
+                                     "expires" % (self.name, self.layout.lock, exc))
+                return
             raise Failed(phase, "cannot renew the lock %s on %s: %s" % (self.layout.lock, self.name, exc))
         self.warnings += decision.warnings
         if decision.failed:
@@ -188,9 +193,25 @@ class Step:
         if strategy == "in_place":
             done = self._tree_call(phase, self.tree.switch_in_place, tag, commit, deploy_file, force)
         else:
-            done = self._tree_call(phase, self.tree.switch_release, tag, commit, keep, force)
+            # Pruned at finish, once the outcome is known: until then, the release a revert would go
+            # back to depends on whether this rollout sticks or is rolled back.
+            done = self._tree_call(phase, self.tree.switch_release, tag, commit, keep, force, False)
         self.changed = self.changed or len(self.tree.actions) > before
         return done
+
+    def prune(self):
+        """The releases keep_releases no longer needs, now that the history has this rollout."""
+        keep = check_keep(self.p.get("keep_releases") or 5)
+        before = len(self.tree.actions)
+        try:
+            pruned = self._tree_call("finish", self.tree.prune, keep)
+        except Failed as exc:
+            self.warnings.append("%s could not delete old releases: %s" % (self.name, exc.msg))
+            return
+        if pruned:
+            self.state["pruned"] = pruned
+            self.notes.append("deleted old releases %s" % ", ".join(pruned))
+        self.changed = self.changed or len(self.tree.actions) > before
 
     # -- the steps ----------------------------------------------------------------------
     def do_probe(self):
@@ -330,6 +351,8 @@ class Step:
                 self.warnings.append("%s could not record %s %s (%s) in its history: %s (it is unlocked anyway)"
                                      % (self.name, self.p.get("action"), self.p.get("deploy_id"), outcome, exc))
             self.changed = True
+        if self.state.get("recorded") and (self.p.get("strategy") or "releases") == "releases":
+            self.prune()
         announce = self.p.get("announce") or {}
         if announce.get("message") and os.path.isdir(self.layout.current):
             summary = self.run_hooks("log", self.layout.current, log_file=self.layout.archive_log,

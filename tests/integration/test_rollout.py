@@ -267,3 +267,40 @@ def test_unlock_releases_your_own_lock_and_needs_force_for_someone_elses(deploym
     assert [line.split()[1] for line in hook_lines(deployment, "prod1")][-2:] == ["post-abort", "post-abort"]
     # Hosts without a lock are left alone.
     assert history(deployment, "prod2")[-1]["action"] == "deploy"
+
+
+def test_six_failed_deploys_keep_the_live_and_the_previous_good_release(deployment, app):
+    """Peers' bugs (Deployer #579/#814, Capistrano #1885): failed rollouts fill keep_releases
+    and the pruning removes the good releases; a failure before any switch "rolls back" the
+    live release to the one before it. Here: two good deploys, then six failures (pre-sync:
+    nothing switched; post-sync: switched then rolled back) with keep_releases 5."""
+    keep = {"git_deploy_keep_releases": 5}
+    run(deployment, app, "deploy", env="staging", **keep)
+    app.change("app.txt", "version 2\n", "version 2")
+    run(deployment, app, "deploy", env="staging", **keep)
+    root = deployment.root("staging1")
+    good = sorted(t for t in app.upstream_tags() if t.startswith("staging-"))
+    assert len(good) == 2 and live(deployment, "staging1") == good[1]
+    hooks_before = len(hook_lines(deployment, "staging1"))
+
+    for attempt in range(6):
+        phase = "pre-sync" if attempt % 2 == 0 else "post-sync"
+        (root / f"fail-{phase}").touch()
+        app.change("app.txt", f"broken {attempt}\n", f"broken {attempt}")
+        proc = run(deployment, app, "deploy", env="staging", check=False, **keep)
+        (root / f"fail-{phase}").unlink()
+        assert proc.returncode != 0
+        assert live(deployment, "staging1") == good[1], (attempt, phase)
+        assert (root / "current" / "app.txt").read_text() == "version 2\n"
+        record = history(deployment, "staging1")[-1]
+        assert record["result"] == ("failed" if phase == "pre-sync" else "rolled_back"), record
+        if attempt == 0:
+            # A failure before any switch rolls nobody back: no post-reset hook ran, nothing moved.
+            assert not [line for line in hook_lines(deployment, "staging1")[hooks_before:] if " post-reset " in line]
+
+    releases = sorted(p.name for p in (root / "releases").iterdir())
+    assert len(releases) <= 5 and set(good) <= set(releases), releases
+    assert not locked(deployment, "staging1")
+    run(deployment, app, "revert", env="staging")
+    assert live(deployment, "staging1") == good[0]
+    assert (root / "current" / "app.txt").read_text() == "version 1\n"

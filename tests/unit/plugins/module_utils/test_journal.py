@@ -153,3 +153,32 @@ def test_a_failed_archive_keeps_the_active_log(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         journal.archive(str(active), str(other))
     assert active.exists()
+
+
+def test_a_field_is_one_word_so_no_log_line_can_be_forged():
+    line = journal.format_line("hello", when=WHEN, user="mallory\n2026-11-21T10:15:00Z id=x phase=switch done",
+                               tag="prod 1")
+    assert line.count("\n") == 1 and line.endswith("hello\n")
+    assert "user=mallory_2026-11-21T10:15:00Z_id=x_phase=switch_done tag=prod_1 hello" in line
+
+
+def test_history_and_archive_reach_the_disk(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(journal.os, "fsync", fsync)
+    history = tmp_path / "state" / "history.jsonl"
+    journal.append_history(str(history), {"id": "1"})
+    assert synced == [False, True]  # the record, then the new file's directory entry
+    del synced[:]
+    journal.append_history(str(history), {"id": "2"})
+    assert synced == [False]
+    del synced[:]
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "active.log").write_text("line\n")
+    journal.archive(str(tmp_path / "logs" / "active.log"), str(tmp_path / "logs" / "archive.log"))
+    assert synced == [False, True]  # the archive, then the directory (the active log is gone)

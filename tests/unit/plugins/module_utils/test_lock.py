@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import multiprocessing
 import os
 import stat
+import subprocess
 import sys
 
 import pytest
@@ -97,11 +99,13 @@ def test_parse_time_rejects_non_times(value):
         lock.parse_time(value)
 
 
-def test_stale_at_and_after_expiry_not_before():
+def test_expired_at_and_after_expiry_stale_a_clock_margin_later():
     record = holder(expires=isoformat(NOW))
-    assert lock.is_stale(record, NOW)
-    assert lock.is_stale(record, NOW + datetime.timedelta(seconds=1))
-    assert not lock.is_stale(record, NOW - datetime.timedelta(seconds=1))
+    assert lock.is_expired(record, NOW)
+    assert lock.is_expired(record, NOW + datetime.timedelta(seconds=1))
+    assert not lock.is_expired(record, NOW - datetime.timedelta(seconds=1))
+    assert not lock.is_stale(record, NOW + lock.CLOCK_MARGIN - datetime.timedelta(seconds=1))
+    assert lock.is_stale(record, NOW + lock.CLOCK_MARGIN)
 
 
 @pytest.mark.parametrize("kw, problem", [
@@ -436,3 +440,94 @@ def test_race_between_processes_has_exactly_one_winner(tmp_path):
                if action != lock.ACQUIRE)
     assert lock.read_lock(path)["deploy_id"] in winners[0]
     assert os.listdir(os.path.dirname(path)) == ["lock"]
+
+
+# -- takeover and release are compare-and-swap; leftovers; odd lock paths ---------------------------
+def dead_pid():
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_leftovers_of_a_killed_rollout_are_cleaned_at_the_next_lock(tmp_path):
+    path = lock_path(tmp_path)
+    directory = os.path.dirname(path)
+    os.makedirs(directory)
+    dead = os.path.join(directory, ".lock.%d.0a1b2c.tmp" % dead_pid())
+    aside = os.path.join(directory, ".lock.%d.0a1b2d.stale" % dead_pid())
+    mine = os.path.join(directory, ".lock.%d.0a1b2e.tmp" % os.getpid())
+    for name in (dead, aside, mine):
+        open(name, "w").close()
+    lock.apply(request(), path, clock=clock)
+    assert not os.path.exists(dead) and not os.path.exists(aside)
+    assert os.path.exists(mine)  # a live process's file is never touched
+
+
+def test_a_symlink_at_the_lock_path_is_a_clear_error(tmp_path):
+    path = lock_path(tmp_path)
+    os.makedirs(os.path.dirname(path))
+    os.symlink("/nowhere/lock", path)
+    found = lock.read_lock(path)
+    assert isinstance(found, lock.CorruptLock) and "is a symlink (to /nowhere/lock)" in found.error
+    refused = lock.apply(request(), path, clock=clock)
+    assert refused.action == lock.FAIL and "is a symlink" in refused.msg and "rm %s" % path in refused.msg
+    forced = lock.apply(request(force=True), path, clock=clock)
+    assert forced.action == lock.TAKEOVER and not os.path.islink(path)
+    assert lock.read_lock(path)["deploy_id"] == "d2"
+
+
+def test_set_aside_gives_back_a_lock_that_changed_since_it_was_read(tmp_path):
+    path = lock_path(tmp_path)
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as handle:
+        json.dump(holder(deploy_id="d3", owner="carol@ctl"), handle)  # not the record decided on
+    assert lock.set_aside(path, stale_holder()) is None
+    assert lock.read_lock(path)["deploy_id"] == "d3"
+    assert sorted(os.listdir(os.path.dirname(path))) == ["lock"]
+    assert not lock.take_over(path, lock.build_record(request(), NOW, "web1"), stale_holder())
+    assert not lock.release(path, stale_holder())
+    assert lock.read_lock(path)["deploy_id"] == "d3"
+
+
+def test_of_two_takeovers_of_one_stale_lock_one_wins(tmp_path):
+    path = lock_path(tmp_path)
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as handle:
+        json.dump(stale_holder(), handle)
+    first = lock.build_record(request(deploy_id="d2"), NOW, "web1")
+    second = lock.build_record(request(deploy_id="d4"), NOW, "web2")
+    assert lock.take_over(path, first, stale_holder())
+    assert not lock.take_over(path, second, stale_holder())  # it decided on the stale record: gone now
+    assert lock.read_lock(path)["deploy_id"] == "d2"
+
+
+def test_no_takeover_where_the_directory_cannot_be_locked(tmp_path, monkeypatch):
+    path = lock_path(tmp_path)
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as handle:
+        json.dump(stale_holder(), handle)
+
+    @contextlib.contextmanager
+    def no_flock(directory, timeout=lock.MUTEX_TIMEOUT):
+        yield False  # what dir_mutex yields where flock is not supported (NFS, say)
+
+    monkeypatch.setattr(lock, "dir_mutex", no_flock)
+    refused = lock.apply(request(), path, clock=clock)
+    assert refused.action == lock.FAIL and "cannot be locked with flock" in refused.msg
+    assert lock.read_lock(path) == stale_holder()
+    os.unlink(path)
+    assert lock.apply(request(), path, clock=clock).action == lock.ACQUIRE  # a free lock: link is exclusive
+
+
+def test_a_lock_just_expired_is_respected_for_a_clock_margin():
+    """Hosts sharing a lock_dir may disagree on the time: a lock is taken over only
+    CLOCK_MARGIN after its expiry (judged by this host's clock)."""
+    just = holder(expires=(NOW - datetime.timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    refused = decide(just, request())
+    assert refused.action == lock.FAIL
+    assert "expired at" in refused.msg and "60 s later" in refused.msg and UNLOCK_PROD in refused.msg
+    later = decide(just, request(), now=NOW + lock.CLOCK_MARGIN)
+    assert later.action == lock.TAKEOVER
+    # Its own lock, just expired, is renewed with a warning (nobody could have taken it yet).
+    own = decide(just, request(deploy_id="d1"))
+    assert own.action == lock.RENEW and own.warnings

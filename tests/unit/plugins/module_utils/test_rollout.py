@@ -332,3 +332,13 @@ def test_status_table_drift_locks_and_history():
     assert lines[4] == "history (newest first):"
     calm = r.status("prod", ["web1"], {"web1": state("web1", probe={"live_tag": "prod-1"})})
     assert not calm["drift"] and r.status_lines(calm)[0] == "env prod: consistent"
+
+
+def test_rollout_ids_started_in_one_second_never_collide():
+    import datetime
+    import re
+    moment = datetime.datetime(2026, 11, 21, 10, 15, 0)
+    ids = [r.rollout_id(moment) for _n in range(20000)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.match(r"^20261121T101500Z-[0-9a-f]{12}$", i) for i in ids)
+    assert r.rollout_id(moment, awx_job_id=42) == "awx-42"
