@@ -144,6 +144,7 @@ def test_signed_push_to_main_deploys_to_staging(deployment, tmp_path):
         "deploy_repo_url": str(app.upstream),
         "deploy_branches": {"main": "staging"},
         "deploy_cache_dir": str(workdir / "cache.git"),
+        "webhook_replay_file": str(workdir / "seen"),
     }))
     log = workdir / "ansible-rulebook.log"
     env = ansible_env(GITDEPLOY_WEBHOOK_SECRET=SECRET, **IDENTITY)
@@ -159,6 +160,15 @@ def test_signed_push_to_main_deploys_to_staging(deployment, tmp_path):
         assert post(port, push_payload(app, "main", first, pushed), secret="wrong")[0] == 403
         status, answer = post(port, push_payload(app, "feature", first, pushed))
         assert (status, answer["status"]) == (200, "ignored"), answer
+        # Names that Ansible would template on the controller are refused, not forwarded.
+        forged = push_payload(app, "main", first, pushed)
+        forged["ref"] = "refs/tags/v{{ lookup('pipe', 'touch %s') }}" % (workdir / "PWNED")
+        status, answer = post(port, forged)
+        assert (status, answer["status"]) == (200, "refused"), answer
+        forged = push_payload(app, "main", first, pushed)
+        forged["repository"]["full_name"] = "acme/app{{ lookup('pipe', 'touch %s') }}" % (workdir / "PWNED")
+        status, answer = post(port, forged)
+        assert (status, answer["status"]) == (200, "refused"), answer
 
         status, answer = post(port, push_payload(app, "main", first, pushed))
         assert (status, answer["status"]) == (202, "queued"), answer
@@ -176,6 +186,8 @@ def test_signed_push_to_main_deploys_to_staging(deployment, tmp_path):
             time.sleep(0.5)
 
         assert deployed_commit(root) == pushed
+        history = [json.loads(line) for line in (root / ".git-deploy" / "history.jsonl").read_text().splitlines()]
+        assert history[-1]["user"] == "alice"   # the pusher, from the event
         assert not (root / ".git-deploy" / "lock").exists()
         release = os.readlink(root / "current")
         assert os.path.basename(release).startswith("staging-")
@@ -183,6 +195,11 @@ def test_signed_push_to_main_deploys_to_staging(deployment, tmp_path):
         assert (root / "current" / "app.txt").read_text() == "version 2\n"
         for host in deployment.hosts("prod"):
             assert not (deployment.root(host) / "current").exists()
+        assert not (workdir / "PWNED").exists()
+        # The seen deliveries outlive the listener, readable by its owner only.
+        seen = workdir / "seen"
+        assert seen.stat().st_mode & 0o777 == 0o600
+        assert len(seen.read_text().split()) == 2 * 4   # 4 deliveries signed right: id + body digest
     finally:
         stop(proc)
     assert SECRET not in log.read_text(errors="replace")

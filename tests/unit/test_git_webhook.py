@@ -18,7 +18,9 @@ import json
 import logging
 import runpy
 import socket
+import stat
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -195,12 +197,18 @@ async def _listening(port, task):
     raise AssertionError("the source did not listen on port %d in %ss" % (port, DEADLINE))
 
 
+REPLAYS = Path(tempfile.mkdtemp(prefix="git-webhook-test-"))
+
+
 @contextlib.asynccontextmanager
 async def serving(**options):
     queue = asyncio.Queue()
     for _attempt in range(5):
         port = free_port()
-        args = dict({"port": port, "secret": SECRET}, **options)
+        # Every provider (a listener accepts GitHub's alone unless told otherwise), and the seen
+        # deliveries of this listener in a file of its own.
+        args = dict({"port": port, "secret": SECRET, "providers": list(PROVIDERS),
+                     "replay_file": str(REPLAYS / ("seen-%s" % uuid.uuid4().hex))}, **options)
         task = asyncio.create_task(SRC["main"](queue, args))
         if await _listening(port, task):
             break
@@ -402,7 +410,7 @@ def test_a_ping_is_200_and_forwards_nothing():
                 "repository": {"full_name": "acme/shop"}}
         status, answer = await listener.post("github", ping, event="ping", delivery="ping-1")
         assert (status, answer) == (200, {"status": "pong", "provider": "github", "delivery": "ping-1"})
-        assert (await listener.post("gitea", ping, event="ping"))[0] == 200
+        assert (await listener.post("gitea", dict(ping, hook_id=43), event="ping"))[0] == 200
         unsigned = json.dumps(ping).encode()
         head = headers("github", unsigned, event="ping")
         del head["X-Hub-Signature-256"]
@@ -470,6 +478,9 @@ def test_no_secret_refuses_to_start_with_a_clear_error():
     ({"port": 70000, "secret": SECRET}, "option port must be between 1 and 65535"),
     ({"port": 5000, "secret": SECRET, "max_body": 0}, "option max_body must be >= 1"),
     ({"port": 5000, "secret": SECRET, "replay_cache": -1}, "option replay_cache must be >= 0"),
+    ({"port": 5000, "secret": SECRET, "timeout": 0}, "option timeout must be a number of seconds"),
+    ({"port": 5000, "secret": SECRET, "timeout": "soon"}, "option timeout must be a number of seconds"),
+    ({"port": 5000, "secret": SECRET, "max_connections": 0}, "option max_connections must be >= 1"),
     ({"port": 5000, "secret": SECRET, "insecure": "maybe"}, "option insecure must be a boolean"),
     ({"port": 5000, "secret": SECRET, "path": "webhook"}, "option path must start with '/'"),
     ({"port": 5000, "secret": SECRET, "branches": []}, "option branches must not be empty"),
@@ -488,7 +499,12 @@ def test_options_defaults_and_conversions():
                                     "eda_feedback_queue": object()})
     assert options == {"host": "127.0.0.1", "port": 5000, "path": "/webhook", "secret": "12345",
                        "insecure": False, "max_body": 1048576, "replay_cache": 1000,
+                       "timeout": 10.0, "max_connections": 32,
+                       "replay_file": SRC["default_replay_file"](5000), "providers": ["github"],
                        "branches": ["main", "release/*"], "tags": None}
+    assert SRC["default_replay_file"](5000).endswith("/gitdeploy/git_webhook-5000.seen")
+    with pytest.raises(ValueError, match="unknown provider"):
+        SRC["parse_options"]({"port": 1, "secret": "x", "providers": ["github", "bitbucket"]})
 
 
 @needs_aiohttp
@@ -612,3 +628,142 @@ def test_the_rulebook_is_valid_and_maps_a_push_to_a_deploy(monkeypatch):
     assert extra == {"env": "prod", "ref": AFTER, "git_deploy_repo_url": "git@git.example.com:acme/shop.git",
                      "git_deploy_version": AFTER, "git_deploy_cache_dir": "", "git_deploy_user": "alice",
                      "reason": "deploy on push, delivery d-1"}
+
+
+# -- round 2 of the security review ------------------------------------------------
+@needs_aiohttp
+def test_a_body_signed_for_one_provider_is_a_replay_under_another_providers_headers():
+    async def scenario(listener):
+        body = json.dumps(payload("github")).encode()
+        assert (await listener.request(body, headers("github", body, delivery="gh-1")))[0] == 202
+        await listener.event()
+        # Gitea and Gogs sign the body with the same HMAC-SHA256: the captured delivery, dressed as theirs.
+        for provider in ("gitea", "gogs"):
+            status, answer = await listener.request(body, headers(provider, body, delivery="other-%s" % provider))
+            assert (status, answer["reason"]) == (409, "delivery already received"), provider
+        assert listener.queue.empty()
+    run(scenario)
+
+
+@needs_aiohttp
+def test_a_listener_accepts_one_provider_unless_told_otherwise():
+    async def scenario(listener):
+        body = json.dumps(payload("gitea")).encode()
+        status, answer = await listener.request(body, headers("gitea", body))
+        assert status == 400 and "gitea webhooks are not accepted here (providers: github)" in answer["reason"]
+        github = json.dumps(payload("github")).encode()
+        assert (await listener.request(github, headers("github", github)))[0] == 202
+        await listener.event()
+    run(scenario, providers=["github"])
+
+
+@needs_aiohttp
+def test_seen_deliveries_survive_a_restart(tmp_path):
+    seen = tmp_path / "state" / "seen"
+    body = json.dumps(payload("github")).encode()
+    head = headers("github", body, delivery="before-restart")
+
+    async def first(listener):
+        assert (await listener.request(body, head))[0] == 202
+        await listener.event()
+
+    async def after_restart(listener):
+        assert (await listener.request(body, head))[0] == 409
+        assert listener.queue.empty()
+
+    run(first, replay_file=str(seen))
+    assert stat.S_IMODE(seen.stat().st_mode) == 0o600
+    assert len(seen.read_text().split()) == 2  # the delivery id and the body digest
+    run(after_restart, replay_file=str(seen))
+
+
+@needs_aiohttp
+@pytest.mark.parametrize("field, value", [
+    ("ref", "refs/tags/v{{ lookup('pipe', 'id') }}"),
+    ("ref", "refs/heads/main%7B%7B"),
+    ("ref", "refs/heads/it's"),
+    ("ref", "refs/heads/a b"),
+    ("ref", "refs/heads/a\u0007b"),
+    ("repo", "acme/{{ 7 * 7 }}"),
+    ("clone_url", "https://github.com/acme/shop.git?{{x}}"),
+    ("ssh_url", "git@github.com:acme/\"shop\".git"),
+])
+def test_names_and_urls_outside_a_strict_character_set_are_refused(field, value):
+    async def scenario(listener):
+        data = payload("github", ref=value if field == "ref" else "refs/heads/main")
+        if field == "repo":
+            data["repository"]["full_name"] = value
+        elif field != "ref":
+            data["repository"][field] = value
+        status, answer = await listener.post("github", data)
+        assert status == 200 and answer["status"] == "refused", answer
+        assert "may contain only" in answer["reason"]
+        assert listener.queue.empty()
+    run(scenario, tags=["v*"])
+
+
+@needs_aiohttp
+def test_deeply_nested_json_is_400_not_500():
+    async def scenario(listener):
+        body = b"[" * 100000 + b"]" * 100000
+        status, answer = await listener.request(body, headers("github", body))
+        assert status == 400 and "nested" in answer["reason"]
+    run(scenario, max_body=1024 * 1024)
+
+
+async def closed_by_server(reader):
+    """True when the server closes the connection (EOF) within DEADLINE; what it sent before."""
+    data = b""
+    while True:
+        chunk = await asyncio.wait_for(reader.read(65536), DEADLINE)
+        if not chunk:
+            return data
+        data += chunk
+
+
+@needs_aiohttp
+@pytest.mark.parametrize("partial", [
+    b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Ev",                               # headers, slowly
+    b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"ref\":",    # body, slowly
+])
+def test_a_slow_client_is_cut_off_after_the_timeout(partial):
+    """Slowloris: a client that never finishes its request does not keep the connection."""
+    async def scenario(listener):
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        writer.write(partial)
+        await writer.drain()
+        started = time.monotonic()
+        try:
+            assert b"202" not in await closed_by_server(reader)
+        finally:
+            writer.close()
+        assert time.monotonic() - started < DEADLINE
+        assert listener.queue.empty()
+        # The listener still answers others.
+        status, _answer = await listener.request(b"{}", headers("github", b"{}", event="ping"))
+        assert status == 200
+    run(scenario, timeout=0.5)
+
+
+@needs_aiohttp
+def test_connections_beyond_the_cap_are_answered_503():
+    async def scenario(listener):
+        idle = [await asyncio.open_connection("127.0.0.1", listener.port) for _n in range(2)]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+            try:
+                assert (await closed_by_server(reader)).startswith(b"HTTP/1.1 503")
+            finally:
+                writer.close()
+        finally:
+            for _reader, writer in idle:
+                writer.close()
+        # Once they are closed, requests get through again (the server sees the closes in its own time).
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            status, _answer = await listener.request(b"{}", headers("github", b"{}", event="ping"))
+            if status == 200 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        assert status == 200
+    run(scenario, max_connections=2)

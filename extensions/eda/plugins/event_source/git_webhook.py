@@ -18,7 +18,9 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
+import tempfile
 from collections import OrderedDict
 
 try:
@@ -41,7 +43,12 @@ description:
     deleted branch or tag, a ref outside O(branches)/O(tags)) with the reason in the JSON body;
     C(400) malformed request or payload; C(401) signature or token missing; C(403) signature or token
     wrong; C(404) other path; C(409) a delivery id or a signed body already seen; C(413) body larger
-    than O(max_body)."
+    than O(max_body); C(503) more than O(max_connections) connections open."
+  - "A push whose ref, repository name or URL has characters outside a strict set (braces, C(%),
+    quotes, whitespace, control characters) is answered C(200) with status C(refused) and starts
+    nothing: the event reaches extra vars, which Ansible templates."
+  - Every connection carries one request and is closed after O(timeout) seconds at the latest
+    (headers and body included), so slow clients cannot hold the listener.
   - Refuses to start without O(secret) unless O(insecure=true). The secret is never logged.
   - Listens on the loopback interface by default; put a TLS reverse proxy in front of it to
     receive webhooks from another machine.
@@ -74,12 +81,35 @@ options:
     description: Largest accepted request body in bytes; larger bodies get C(413).
     type: int
     default: 1048576
+  timeout:
+    description:
+      - Seconds a client has to send one request, headers and body; the connection is closed after that.
+    type: float
+    default: 10
+  max_connections:
+    description: How many connections may be open at once; one more is answered C(503) and closed.
+    type: int
+    default: 32
   replay_cache:
     description:
-      - How many delivery ids (and digests of signed bodies) to remember; a request repeating one gets
-        C(409). V(0) disables replay detection.
+      - How many delivery ids and digests of bodies to remember; a request repeating one gets C(409) - whatever
+        provider headers it comes with (a body signed for one provider is signed for the others that use
+        HMAC-SHA256 too). V(0) disables replay detection.
     type: int
     default: 1000
+  replay_file:
+    description:
+      - Where the seen deliveries are kept, so that a restart does not forget them (mode C(0600), at most
+        O(replay_cache) entries).
+      - Defaults to C($XDG_CACHE_HOME/gitdeploy/git_webhook-<port>.seen) (C(~/.cache) without C(XDG_CACHE_HOME)).
+    type: path
+  providers:
+    description:
+      - The providers this listener accepts (V(github), V(gitlab), V(gitea), V(gogs)); a delivery from another one gets
+        C(400). One provider per listener: a delivery captured from one provider cannot come back dressed as another.
+    type: list
+    elements: str
+    default: [github]
   branches:
     description:
       - Branches whose pushes are forwarded (names or shell patterns such as C(release/*)).
@@ -124,7 +154,11 @@ DEFAULTS = {
     "secret": None,
     "insecure": False,
     "max_body": 1024 * 1024,
+    "timeout": 10.0,
+    "max_connections": 32,
     "replay_cache": 1000,
+    "replay_file": None,
+    "providers": ["github"],
     "branches": None,
     "tags": None,
 }
@@ -142,6 +176,11 @@ PING_EVENTS = {"ping"}
 OBJECT_ID = re.compile(r"\A(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
 DELIVERY_ID = re.compile(r"\A[A-Za-z0-9._:-]{1,128}\Z")
 UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._@+-]")
+# What a branch, tag, repository name or URL of an event may contain: it reaches extra vars, which
+# Ansible templates - a pushed tag named v{{ lookup('pipe', 'id') }} would run on the controller.
+SAFE_REF = re.compile(r"\A[A-Za-z0-9._/+-]{1,255}\Z")
+SAFE_REPO = re.compile(r"\A[A-Za-z0-9._/-]{1,255}\Z")
+SAFE_URL = re.compile(r"\A[A-Za-z0-9._~:/@+-]{1,1024}\Z")
 TRUE_WORDS = {"true", "yes", "on", "1"}
 FALSE_WORDS = {"false", "no", "off", "0", ""}
 
@@ -177,6 +216,16 @@ def _as_int(name, value, minimum, maximum=None):
     return number
 
 
+def _as_seconds(name, value):
+    try:
+        number = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not 0 < number <= 3600:
+        raise ValueError("git_webhook: option %s must be a number of seconds between 0 and 3600" % name)
+    return number
+
+
 def _as_patterns(name, value):
     if value is None:
         return None
@@ -207,6 +256,8 @@ def parse_options(args):
     options["port"] = _as_int("port", options["port"], 1, 65535)
     options["max_body"] = _as_int("max_body", options["max_body"], 1)
     options["replay_cache"] = _as_int("replay_cache", options["replay_cache"], 0)
+    options["timeout"] = _as_seconds("timeout", options["timeout"])
+    options["max_connections"] = _as_int("max_connections", options["max_connections"], 1)
     options["insecure"] = _as_bool("insecure", options["insecure"])
     if not isinstance(options["host"], str) or not options["host"]:
         raise ValueError("git_webhook: option host must be a non-empty string")
@@ -225,7 +276,22 @@ def parse_options(args):
         )
     options["branches"] = _as_patterns("branches", options["branches"])
     options["tags"] = _as_patterns("tags", options["tags"])
+    providers = _as_patterns("providers", options["providers"])
+    known = [p[0] for p in PROVIDERS]
+    unknown = sorted(set(providers) - set(known))
+    if unknown:
+        raise ValueError("git_webhook: option providers: unknown provider(s) %s (known: %s)"
+                         % (", ".join(unknown), ", ".join(known)))
+    options["providers"] = providers
+    if options["replay_file"] is not None and not isinstance(options["replay_file"], str):
+        raise ValueError("git_webhook: option replay_file must be a path")
+    options["replay_file"] = options["replay_file"] or default_replay_file(options["port"])
     return options
+
+
+def default_replay_file(port):
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "gitdeploy", "git_webhook-%d.seen" % port)
 
 
 # -- requests ----------------------------------------------------------------------
@@ -356,6 +422,20 @@ def normalise(provider, payload, delivery):
     return data
 
 
+def unsafe_reason(data):
+    """Why a push's names or URLs cannot be forwarded (characters outside a strict set), or None."""
+    checks = [("repository name", data["repo"], SAFE_REPO, "letters, digits and . _ / -"),
+              ("ref", data["ref"], SAFE_REF, "letters, digits and . _ / + -")]
+    checks += [(key, data[key], SAFE_URL, "letters, digits and . _ ~ : / @ + -")
+               for key in ("clone_url", "ssh_url") if data.get(key) is not None]
+    for what, value, allowed, words in checks:
+        if not allowed.match(value):
+            shown = "".join(c if c.isprintable() else "?" for c in value)[:80]
+            return ("refused: the %s %r may contain only %s (no braces, %%, quotes, spaces or control characters: "
+                    "the event reaches Ansible's templating)" % (what, shown, words))
+    return None
+
+
 def ignore_reason(options, data, payload):
     """Why a well-formed push is not forwarded, or None to forward it."""
     if payload.get("deleted") is True or not data["after"].strip("0"):
@@ -372,11 +452,28 @@ def ignore_reason(options, data, payload):
 
 
 class ReplayCache:
-    """The last ``size`` keys seen (delivery ids, body digests), oldest forgotten first."""
+    """The last ``size`` keys seen (delivery ids, body digests), oldest forgotten first; kept
+    in ``path`` (one key a line, mode 0600, rewritten atomically) across restarts."""
 
-    def __init__(self, size):
+    def __init__(self, size, path=None):
         self.size = size
+        self.path = path
         self._keys = OrderedDict()
+        if path and size > 0:
+            try:
+                with open(path) as handle:
+                    for line in handle:
+                        if line.strip():
+                            self._keys[line.strip()] = True
+            except FileNotFoundError:
+                pass
+            except (OSError, UnicodeDecodeError) as exc:
+                LOGGER.warning("git_webhook: cannot read the seen deliveries in %s (%s): starting empty", path, exc)
+            self._trim()
+
+    def _trim(self):
+        while len(self._keys) > self.size:
+            self._keys.popitem(last=False)
 
     def seen(self, keys):
         return self.size > 0 and any(key in self._keys for key in keys)
@@ -387,8 +484,20 @@ class ReplayCache:
         for key in keys:
             self._keys[key] = True
             self._keys.move_to_end(key)
-        while len(self._keys) > self.size:
-            self._keys.popitem(last=False)
+        self._trim()
+        if self.path:
+            self._save()
+
+    def _save(self):
+        directory = os.path.dirname(self.path)
+        try:
+            os.makedirs(directory, 0o700, exist_ok=True)
+            handle, tmp = tempfile.mkstemp(prefix=".seen.", dir=directory)  # 0600
+            with os.fdopen(handle, "w") as out:
+                out.write("".join(key + "\n" for key in self._keys))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            LOGGER.warning("git_webhook: cannot keep the seen deliveries in %s: %s", self.path, exc)
 
 
 class Receiver:
@@ -396,10 +505,13 @@ class Receiver:
 
     def __init__(self, options):
         self.options = options
-        self.replays = ReplayCache(options["replay_cache"])
+        self.replays = ReplayCache(options["replay_cache"], options.get("replay_file"))
 
     def handle(self, headers, body):
         provider, event, signature_header, delivery_headers, style = detect(headers)
+        if provider not in self.options["providers"]:
+            raise WebhookError(400, "%s webhooks are not accepted here (providers: %s)"
+                               % (provider, ", ".join(self.options["providers"])))
         authenticate(self.options, headers, body, signature_header, style)
         ids = delivery_ids(headers, delivery_headers)
         delivery = ids[0] if ids else None
@@ -407,10 +519,13 @@ class Receiver:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise WebhookError(400, "body is not JSON") from None
+        except RecursionError:
+            raise WebhookError(400, "body is not JSON this listener reads (nested too deeply)") from None
         if not isinstance(payload, dict):
             raise WebhookError(400, "body is not a JSON object")
-        keys = ["%s:%s" % (provider, value) for value in ids]
-        keys.append("%s:body:%s" % (provider, hashlib.sha256(body).hexdigest()))
+        # The body alone: a delivery signed for one provider, sent again with another's headers, is a replay.
+        keys = ["delivery:%s" % value for value in ids]
+        keys.append("body:%s" % hashlib.sha256(body).hexdigest())
         if self.replays.seen(keys):
             raise WebhookError(409, "delivery already received")
         if event in PING_EVENTS:
@@ -420,8 +535,11 @@ class Receiver:
             self.replays.remember(keys)
             return 200, {"status": "ignored", "reason": "%s event %s is not handled" % (provider, safe_name(event))}, None
         data = normalise(provider, payload, delivery)
-        reason = ignore_reason(self.options, data, payload)
+        refused = unsafe_reason(data)
         self.replays.remember(keys)
+        if refused:
+            return 200, {"status": "refused", "reason": refused, "delivery": delivery}, None
+        reason = ignore_reason(self.options, data, payload)
         if reason:
             return 200, {"status": "ignored", "reason": reason, "delivery": delivery}, None
         return 202, {"status": "queued", "delivery": delivery}, {"git_webhook": data}
@@ -463,9 +581,59 @@ def _make_handler(queue, options):
         else:
             LOGGER.info("git_webhook: %s %s -> %d %s", request.method, request.path, status,
                         answer.get("reason") or answer["status"])
-        return web.json_response(answer, status=status)
+        response = web.json_response(answer, status=status)
+        response.force_close()  # one request per connection: its deadline covers it whole
+        return response
 
     return handler
+
+
+BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class _Guard(asyncio.Protocol):
+    """Wraps the HTTP protocol of one connection: at most ``max_connections`` open at once
+    (one more is answered 503), each closed ``timeout`` seconds after it opened - aiohttp has
+    no deadline for a request's headers, a slow client would otherwise hold its connection."""
+
+    def __init__(self, inner, guards, options):
+        self.inner = inner
+        self.guards = guards
+        self.options = options
+        self.timer = None
+
+    def connection_made(self, transport):
+        if len(self.guards) >= self.options["max_connections"]:
+            self.inner = None
+            transport.write(BUSY)
+            transport.close()
+            LOGGER.warning("git_webhook: more than %d connections open: one refused", self.options["max_connections"])
+            return
+        self.guards.add(self)
+        self.timer = asyncio.get_running_loop().call_later(self.options["timeout"], transport.abort)
+        self.inner.connection_made(transport)
+
+    def connection_lost(self, exc):
+        self.guards.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.inner is not None:
+            self.inner.connection_lost(exc)
+
+    def data_received(self, data):
+        if self.inner is not None:
+            self.inner.data_received(data)
+
+    def eof_received(self):
+        return self.inner.eof_received() if self.inner is not None else False
+
+    def pause_writing(self):
+        if self.inner is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self):
+        if self.inner is not None:
+            self.inner.resume_writing()
 
 
 async def main(queue, args):
@@ -479,10 +647,14 @@ async def main(queue, args):
     app.router.add_route("*", "/{tail:.*}", _make_handler(queue, options))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
+    guards = set()
+    server = None
     try:
-        site = web.TCPSite(runner, options["host"], options["port"])
-        await site.start()
+        server = await asyncio.get_running_loop().create_server(
+            lambda: _Guard(runner.server(), guards, options), options["host"], options["port"], reuse_address=True)
         LOGGER.info("git_webhook: listening on http://%s:%d%s", options["host"], options["port"], options["path"])
         await asyncio.Future()
     finally:
+        if server is not None:
+            server.close()
         await runner.cleanup()
