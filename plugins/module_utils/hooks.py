@@ -133,6 +133,7 @@ def _entry(path, name, prefix, phase):
         "timed_out": False,
         "skipped": False,
         "reason": "",
+        "real": None,
     }
 
 
@@ -148,6 +149,7 @@ def classify(path, name, prefix, phase, boundary):
         entry.update(skipped=True, reason=reason)
         return entry
     real = os.path.realpath(path)
+    entry["real"] = real
     if not _inside(real, boundary):
         raise HookError(
             "hook %s resolves to %s, outside the release %s: refusing to run any %s hook. "
@@ -530,12 +532,19 @@ def run_hooks(entries, cwd, environment, phase, action, timeout=DEFAULT_TIMEOUT,
         if log:
             log.event("%s start (%s, action %s)" % (name, entry["path"], action))
         on_output = (lambda stream, data, _n=name: log.output(_n, stream, data)) if log else None
-        try:
-            result = run_command([entry["path"]], cwd, environment(entry), timeout, output_limit,
-                                 on_output=on_output)
-        except OSError as exc:  # no interpreter, bad shebang, noexec mount...
-            result = RunResult(rc=126, stdout="", stderr="cannot execute %s: %s" % (entry["path"], exc),
-                               duration=0.0, truncated=False, timed_out=False)
+        moved = entry.get("real") and os.path.realpath(entry["path"]) != entry["real"]
+        if moved:
+            # An earlier hook re-pointed this one (a symlink) since the phase was checked.
+            why = ("not run: %s resolved to %s when the %s hooks were checked and resolves to %s now"
+                   % (entry["path"], entry["real"], phase, os.path.realpath(entry["path"])))
+            result = RunResult(rc=126, stdout="", stderr=why, duration=0.0, truncated=False, timed_out=False)
+        else:
+            try:
+                result = run_command([entry["path"]], cwd, environment(entry), timeout, output_limit,
+                                     on_output=on_output)
+            except OSError as exc:  # no interpreter, bad shebang, noexec mount...
+                result = RunResult(rc=126, stdout="", stderr="cannot execute %s: %s" % (entry["path"], exc),
+                                   duration=0.0, truncated=False, timed_out=False)
         summary["ran"] += 1
         entry.update(rc=result.rc, stdout=result.stdout, stderr=result.stderr,
                      duration=result.duration, truncated=result.truncated,

@@ -237,3 +237,21 @@ def test_line_counts():
     assert module.count_lines(b"1\n2\n3\n", b"") == (0, 3)
     assert module.count_lines(b"a\nb\nc\n", b"a\nB\nc\nd\n") == (2, 1)
     assert module.count_lines(b"no newline", b"no newline\n") == (0, 0)
+
+
+def test_check_mode_takes_no_lock_cuts_no_tag_and_announces_nothing(deployment, app):
+    for version in (2, 3):   # two rollouts, so that there is one to revert to
+        run(deployment, app, "deploy", env="prod")
+        app.change("app.txt", f"version {version}\n", f"version {version}")
+    tags = app.upstream_tags()
+    with HttpSink() as sink:
+        hook = {"git_deploy_announce_webhook_url": sink.url(f"/hooks/{TOKEN}"),
+                "git_deploy_announce_on": ["deploy", "revert", "rollback", "failure"]}
+        for playbook, extra in (("deploy", {"env": "prod"}), ("revert", {"env": "prod"})):
+            proc = run(deployment, app, playbook, "--check", **extra, **hook)
+            assert proc.returncode == 0, proc.stdout[-2000:]
+        assert sink.drain() == []
+    assert app.upstream_tags() == tags
+    for host in PROD:
+        assert len(announced(deployment, host)) == 2   # the real deploys', before
+        assert not (deployment.root(host) / ".git-deploy" / "lock").exists()

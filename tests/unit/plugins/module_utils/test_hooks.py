@@ -481,3 +481,21 @@ def test_run_phase_discovers_runs_and_describes(tmp_path):
     assert none["ran"] == 0 and none["msg"].startswith("no pre-sync hooks for prod")
     check = hooks.run_phase(str(release), "deploy", "post-sync", "prod", "deploy", check_mode=True)
     assert check["msg"] == "check mode: would run 1 post-sync hook(s) for prod in this order: common/post-sync.010_say"
+
+
+def test_a_hook_re_pointed_by_an_earlier_hook_is_not_run(tmp_path):
+    """The first hook re-points the second one (a symlink checked inside the release) at a
+    script outside it: the second hook does not run, and the phase fails saying why."""
+    release = tmp_path / "release"
+    apps = release / "deploy" / "apps" / "common"
+    outside = script(tmp_path / "outside.sh", "touch %s\n" % (tmp_path / "pwned"))
+    script(release / "bin" / "check.sh", "exit 0\n")
+    second = apps / "pre-sync.020_check"
+    apps.mkdir(parents=True)
+    second.symlink_to(release / "bin" / "check.sh")
+    script(apps / "pre-sync.010_repoint", "ln -sfn %s %s\n" % (outside, second))
+    summary = hooks.run_phase(str(release), "deploy", "pre-sync", "prod", "deploy")
+    assert not (tmp_path / "pwned").exists()
+    assert summary["failed_hook"] == str(second)
+    assert "resolved to %s when the pre-sync hooks were checked and resolves to %s now" % (
+        release / "bin" / "check.sh", outside) in summary["failure"]
