@@ -69,6 +69,17 @@ def write_all(fd, data):
         view = view[written:]
 
 
+def pid_alive(pid):
+    """True when process ``pid`` exists on this host (and is not this process)."""
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
 def fsync_dir(path):
     """Flush a directory's entries to disk (a file created or renamed in it); best effort."""
     try:

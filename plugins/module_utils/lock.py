@@ -48,6 +48,7 @@ except ImportError:  # pragma: no cover - not a POSIX target
 from ansible_collections.gitdeploy.rollout.plugins.module_utils.journal import (
     fsync_dir,
     isoformat,
+    pid_alive,
     log as journal_log,
     utcnow,
 )
@@ -531,14 +532,6 @@ def ensure_dir(path):
 TEMP_RE = re.compile(r"^\.lock\.(?:(\d+)\.)?[0-9a-f]+\.(?:tmp|stale)$")
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
-
-
 def clean_leftovers(directory):
     """Remove the temporary and set-aside lock files of processes that died (a kill -9
     between writing and linking one); returns their names."""
@@ -549,7 +542,7 @@ def clean_leftovers(directory):
         return removed
     for name in names:
         match = TEMP_RE.match(name)
-        if match and match.group(1) and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
+        if match and match.group(1) and int(match.group(1)) != os.getpid() and not pid_alive(int(match.group(1))):
             _remove(os.path.join(directory, name))
             removed.append(name)
     return removed

@@ -289,15 +289,7 @@ def write_json(path, value):
     write_file_atomic(path, json.dumps(value, sort_keys=True) + "\n", journal.FILE_MODE)
 
 
-def pid_alive(pid):
-    """True when process ``pid`` exists on this host (and is not this process)."""
-    if pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
+pid_alive = journal.pid_alive
 
 
 def remove_path(path):
