@@ -408,7 +408,7 @@ def cached(cache_dir, key, build):
     final = os.path.join(cache_dir, key + ".bundle")
     meta_path = os.path.join(cache_dir, key + ".json")
     lock_path = os.path.join(cache_dir, key + ".lock")
-    with open(lock_path, "a") as lock:
+    with _open_lock(lock_path) as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         os.utime(lock_path, None)  # in use: never pruned
         try:
@@ -418,7 +418,8 @@ def cached(cache_dir, key, build):
                     os.utime(path, None)
                 return Built(final, meta["size"], meta["sha256"], meta["objects"],
                              meta["prerequisites"], key, True)
-            tmp = "%s.%d.tmp" % (final, os.getpid())
+            handle, tmp = tempfile.mkstemp(prefix=key + ".", suffix=".tmp", dir=cache_dir)
+            os.close(handle)
             try:
                 meta = dict(build(tmp))
                 meta["size"], meta["sha256"] = file_digest(tmp)
@@ -436,8 +437,9 @@ def cached(cache_dir, key, build):
 
 def forget(cache_dir, key):
     """Remove the cache entry of ``key`` (a target found it damaged): the next run rebuilds."""
+    _makedirs(cache_dir)
     lock_path = os.path.join(cache_dir, key + ".lock")
-    with open(lock_path, "a") as lock:
+    with _open_lock(lock_path) as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
             for suffix in (".json", ".bundle"):
@@ -449,12 +451,23 @@ def forget(cache_dir, key):
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
+def _open_lock(path):
+    """The lock file of a cache entry, never through a symlink."""
+    try:
+        return os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600), "r+b")
+    except OSError as exc:
+        raise BundleError("cannot open %s in the bundle cache (%s): a symlink there is never followed; remove it"
+                          % (path, exc))
+
+
 def _read_meta(meta_path, bundle_path):
-    """The stored metadata if the entry is complete and its size still matches."""
+    """The stored metadata if the entry is complete and the bundle's size and SHA-256 are
+    still the recorded ones (a damaged or planted bundle is built again)."""
     try:
         with open(meta_path) as handle:
             meta = json.load(handle)
-        if os.path.getsize(bundle_path) == meta["size"]:
+        if (not os.path.islink(bundle_path) and os.path.getsize(bundle_path) == meta["size"]
+                and file_digest(bundle_path) == (meta["size"], meta["sha256"])):
             return meta
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -462,15 +475,34 @@ def _read_meta(meta_path, bundle_path):
 
 
 def _write_json(path, data):
-    tmp = "%s.%d.tmp" % (path, os.getpid())
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, sort_keys=True)
-    os.rename(tmp, path)
+    handle, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(handle, "w") as out:
+            json.dump(data, out, sort_keys=True)
+        os.rename(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def check_cache_dir(path, st=None):
+    """Refuse a cache another user could write to: what is in it goes to every target."""
+    st = st or os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise BundleError("the bundle cache %s is not a directory (a symlink or a file): remove it, or set "
+                          "cache_dir to a directory of your own" % path)
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        raise BundleError("the bundle cache %s belongs to uid %d, not to you (uid %d): what is in it goes to every "
+                          "target. Use a cache of your own (cache_dir), or chown it" % (path, st.st_uid, os.geteuid()))
+    if st.st_mode & 0o022:
+        raise BundleError("the bundle cache %s is writable by its group or by anyone (mode %04o): what is in it goes "
+                          "to every target. Fix it with: chmod go-w %s" % (path, stat.S_IMODE(st.st_mode), path))
 
 
 def _makedirs(path):
     try:
         os.makedirs(path, 0o700, exist_ok=True)
+        check_cache_dir(path)
     except OSError as exc:
         raise BundleError("cannot create the bundle cache %s (%s): set cache_dir to a "
                           "writable directory on the controller" % (path, exc))

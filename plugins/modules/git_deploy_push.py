@@ -23,7 +23,9 @@ description:
     git bundle of the tag whose prerequisites are the boundary commits the target already
     has, copies the bundle with Ansible's own connection (whatever C(ansible_connection)
     is; never a separate C(git push) or C(git fetch) over the network), and has the target
-    check its size and SHA-256, C(git bundle verify) it, and fetch the tag from it.
+    check its size and SHA-256, C(git bundle verify) it, index its objects with git's checks
+    (C(git index-pack --strict), what C(transfer.fsckObjects) does for a fetch) and create the tag
+    once every object it reaches is there.
   - The target never contacts a git remote; it needs only Python and the C(git) binary.
     The controller needs the C(dulwich) Python library and no C(git) binary.
   - Bundles are cached on the controller per (tag, tag object, commit, sorted haves) and

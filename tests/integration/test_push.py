@@ -29,10 +29,10 @@ PLAYBOOK = """\
   hosts: prod
   gather_facts: false
   tasks:
-    - name: Put a damaged bundle on the host
+    - name: Put the damaged bundles on the host
       ansible.builtin.copy:
         src: "{{ item.file }}"
-        dest: "{{ git_deploy_root | dirname }}/damaged.bundle"
+        dest: "{{ git_deploy_root | dirname }}/{{ item.file | basename }}"
         mode: "0600"
       loop: "{{ ingest | default([]) }}"
 
@@ -43,7 +43,7 @@ PLAYBOOK = """\
         tag: "{{ item.tag }}"
         commit: "{{ item.commit }}"
         _mode: ingest
-        _bundle: "{{ git_deploy_root | dirname }}/damaged.bundle"
+        _bundle: "{{ git_deploy_root | dirname }}/{{ item.file | basename }}"
         _bundle_size: "{{ item.size }}"
         _bundle_sha256: "{{ item.sha256 }}"
       loop: "{{ ingest | default([]) }}"
@@ -233,37 +233,38 @@ def test_check_mode_and_damaged_bundles_change_nothing(deployment, tmp_path):
     data = good.read_bytes()
     truncated = tmp_path / "truncated.bundle"
     truncated.write_bytes(data[: len(data) // 2])
+    damaged = tmp_path / "damaged.bundle"
+    damaged.write_bytes(data[:-30] + bytes([data[-30] ^ 0xFF]) + data[-29:])
+    announced = dict(tag="v1", commit=c1, size=len(data), sha256=hashlib.sha256(data).hexdigest())
 
-    first = run(deployment, repo, "first", check=[step(repo, "v1")], ingest=[dict(
-        file=str(truncated), tag="v1", commit=c1, size=len(data),
-        sha256=hashlib.sha256(data).hexdigest())])
+    first = run(deployment, repo, "first", check=[step(repo, "v1")],
+                ingest=[dict(announced, file=str(truncated)), dict(announced, file=str(damaged))])
     for host in deployment.hosts("prod"):
-        # A truncated transfer: refused before git sees it.
-        ingest = first[host]["ingest"][0]
-        assert ingest["failed"] and "truncated" in ingest["msg"], ingest
-        assert f"{len(data) // 2} bytes on the target, {len(data)} expected" in ingest["msg"]
+        # A transfer cut short, or damaged on the way (same size): refused before git sees it.
+        cut, flipped = first[host]["ingest"]
+        assert cut["failed"] and "truncated" in cut["msg"], cut
+        assert f"{len(data) // 2} bytes on the target, {len(data)} expected" in cut["msg"]
+        assert flipped["failed"] and "sha256" in flipped["msg"] and "damaged" in flipped["msg"], flipped
         # Check mode: the bytes that would travel, nothing on the target.
         check = first[host]["check"][0]
         assert check["changed"] and not check["transferred"], check
         assert check["bytes"] > 0 and check["objects"] > 0
         assert not (deployment.root(host) / "repo.git").exists()
 
-    # A cached bundle damaged on the controller (same size, so the cache still trusts
-    # it) is refused by every target; the action drops it and the next try rebuilds it.
+    # A cached bundle damaged on the controller (same size) is not sent: the cache checks
+    # its SHA-256 and builds it again.
     cached = next((deployment.workdir / "cache").glob("*.bundle"))
-    raw = bytearray(cached.read_bytes())
-    raw[-30] ^= 0xFF
-    cached.write_bytes(bytes(raw))
+    pristine = cached.read_bytes()
+    cached.write_bytes(pristine[:-30] + bytes([pristine[-30] ^ 0xFF]) + pristine[-29:])
     wrong = "0" * 40
-    second = run(deployment, repo, "second", expect_failure=True, retry=[step(repo, "v1")],
+    second = run(deployment, repo, "second", expect_failure=True,
                  deliver=[step(repo, "v1", wrong), step(repo, "v1")])
     for host in deployment.hosts("prod"):
-        mistaken, refused = second[host]["deliver"]
+        mistaken, delivered = second[host]["deliver"]
         # The controller's tag peels elsewhere: refused before anything is built or sent.
         assert mistaken["failed"] and f"points to commit {c1}, not {wrong}" in mistaken["msg"], mistaken
         assert host in mistaken["msg"] and not mistaken["transferred"]
-        assert refused["failed"] and "sha256" in refused["msg"], refused
-        healed = second[host]["retry"][0]
-        assert healed["changed"] and healed["transferred"], healed
-        assert healed["bytes"] == first[host]["check"][0]["bytes"]
+        assert not delivered.get("failed") and delivered["changed"] and delivered["transferred"], delivered
+        assert delivered["bytes"] == first[host]["check"][0]["bytes"]
         assert target_commit(deployment, host, "v1") == c1
+    assert cached.read_bytes() == pristine

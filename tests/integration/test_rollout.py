@@ -7,6 +7,7 @@ import json
 import os
 import pwd
 import socket
+import subprocess
 
 import pytest
 
@@ -304,3 +305,34 @@ def test_six_failed_deploys_keep_the_live_and_the_previous_good_release(deployme
     run(deployment, app, "revert", env="staging")
     assert live(deployment, "staging1") == good[0]
     assert (root / "current" / "app.txt").read_text() == "version 1\n"
+
+
+def test_objects_that_fail_gits_checks_are_never_delivered(deployment, app):
+    """A commit whose tree has an entry named ``.git`` (git fsck: hasDotgit; a checkout would
+    write into the release's own .git) reaches no target: each one indexes what it receives
+    with git's object checks (transfer.fsckObjects), and git before 2.46 does not check the
+    bundles it fetches."""
+    run(deployment, app, "deploy", env="prod")
+    [tag1] = prod_tags(app)
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=app.path, input="evil\n",
+                          capture_output=True, text=True, check=True).stdout.strip()
+    listing = app.git("ls-tree", "HEAD") + f"\n100644 blob {blob}\t.git\n"
+    tree = subprocess.run(["git", "mktree"], cwd=app.path, input=listing, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    evil = app.git("commit-tree", tree, "-p", "HEAD", "-m", "a tree with a .git entry")
+    app.git("update-ref", "HEAD", evil)
+    app.git("push", "-q", "origin", "HEAD")
+    # The checkout's own .git "differs" from that entry: the dirty check would stop it first.
+    proc = run(deployment, app, "deploy", env="prod", check=False, git_deploy_allow_dirty=True)
+    assert proc.returncode != 0
+    assert "refused by git's checks" in proc.stdout and "index-pack --strict" in proc.stdout, proc.stdout[-3000:]
+    for host in PROD:
+        assert live(deployment, host) == tag1
+        assert not locked(deployment, host)
+        store = deployment.root(host) / "repo.git"
+        tags = subprocess.run(["git", "--git-dir", str(store), "tag", "-l"], capture_output=True, text=True,
+                              check=True).stdout.split()
+        assert tags == [tag1]
+        missing = subprocess.run(["git", "--git-dir", str(store), "cat-file", "-e", evil], capture_output=True,
+                                 check=False)
+        assert missing.returncode != 0

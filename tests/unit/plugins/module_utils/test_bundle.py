@@ -123,6 +123,53 @@ def test_a_cache_entry_whose_size_changed_is_rebuilt(tmp_path):
     assert len(log.read_text().splitlines()) == 2
 
 
+def test_a_planted_cache_entry_of_the_right_size_is_not_sent(tmp_path):
+    """A cached bundle is used only when its SHA-256 is still the recorded one."""
+    log = tmp_path / "log"
+    built = bundle.cached(str(tmp_path / "c"), "k" * 64, _slow_build(log))
+    original = open(built.path, "rb").read()
+    with open(built.path, "r+b") as handle:
+        handle.write(b"X" * 13)   # same size, other bytes
+    again = bundle.cached(str(tmp_path / "c"), "k" * 64, _slow_build(log))
+    assert not again.cached and len(log.read_text().splitlines()) == 2
+    assert open(again.path, "rb").read() == original and again.sha256 == built.sha256
+
+
+@pytest.mark.parametrize("mode", [0o775, 0o757, 0o777])
+def test_a_cache_others_can_write_to_is_refused(tmp_path, mode):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(mode)
+    with pytest.raises(bundle.BundleError, match="writable by its group or by anyone.*chmod go-w"):
+        bundle.cached(str(cache), "k" * 64, pytest.fail)
+    assert os.listdir(cache) == []
+
+
+def test_a_cache_of_another_user_or_a_symlink_is_refused(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(mine)
+    with pytest.raises(bundle.BundleError, match="not a directory"):
+        bundle.cached(str(link), "k" * 64, pytest.fail)
+    st = os.lstat(mine)
+    other = os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid + 1) + tuple(st)[5:])
+    with pytest.raises(bundle.BundleError, match="belongs to uid %d, not to you" % (st.st_uid + 1)):
+        bundle.check_cache_dir(str(mine), other)
+    assert os.listdir(mine) == []
+
+
+def test_a_symlink_planted_as_the_lock_file_is_not_followed(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    (cache / ("k" * 64 + ".lock")).symlink_to(victim)
+    with pytest.raises(bundle.BundleError, match="never followed"):
+        bundle.cached(str(cache), "k" * 64, pytest.fail)
+    assert victim.read_text() == "keep me"
+
+
 def test_old_entries_are_pruned_when_a_new_one_is_built(tmp_path):
     old = tmp_path / ("o" * 64 + ".bundle")
     old.write_bytes(b"old")

@@ -45,3 +45,15 @@ def test_bundle_check_refuses_a_truncated_or_damaged_file(tmp_path):
     with pytest.raises(store.StoreError, match="missing on the target"):
         repo.check_bundle(str(tmp_path / "none.bundle"), 12, digest)
     assert repo.haves() == {"haves": [], "commit_present": False, "tag_commit": None}  # no store yet
+
+
+def test_a_bundle_header_gives_its_refs_and_stops_at_the_pack(tmp_path):
+    path = tmp_path / "b.bundle"
+    path.write_bytes(b"# v2 git bundle\n-" + A.encode() + b" base\n" + B.encode() + b" refs/tags/prod-1\n\nPACK...")
+    with open(path, "rb") as handle:
+        assert store.read_bundle_header(handle) == {"refs/tags/prod-1": B}
+        assert handle.read() == b"PACK..."
+    for bad in (b"not a bundle\n", b"# v2 git bundle\n" + B.encode() + b" refs/tags/x"):
+        path.write_bytes(bad)
+        with open(path, "rb") as handle, pytest.raises(store.StoreError):
+            store.read_bundle_header(handle)
