@@ -4,13 +4,16 @@ Starts its own sshd hosts (tests/hosts.py's Fleet), generates a repository with
 real-ish history (``--commits`` commits over a tree of ``--files`` files, a few files
 changing per commit, packed as a clone would be), then with ansible-playbook:
 
-1. delivers tag ``v1`` to every host (first deploy: the whole history);
-2. commits a one-file change, delivers tag ``v2`` (incremental deploy).
+1. builds the bundles alone, each in a process of its own: the first delivery (all of
+   ``v1``) and an incremental one (``v1`` over ``v1~39``), timing each and reading its
+   peak RSS, next to ``git bundle create`` of the same ranges (the floor);
+2. delivers tag ``v1`` to every host (first deploy: the whole history);
+3. commits a one-file change, delivers tag ``v2`` (incremental deploy).
 
-Prints wall time and bytes per host for both, next to what ``git bundle create``
-makes for the same ranges (``v1`` and ``v2 ^v1``): the physical floor of a bundle.
+``--repo PATH`` (any local clone, e.g. of ansible/ansible) adds step 1 for its HEAD and
+``HEAD~39``. Prints bytes, seconds and peak RSS with their ratios to git's.
 
-    .venv/bin/python bench/delivery.py --commits 2000 --hosts 3
+    .venv/bin/python bench/delivery.py --commits 9000 --files 1000 --hosts 3 [--repo PATH]
 """
 
 from __future__ import annotations
@@ -155,6 +158,64 @@ def floor(repo: Path, out: Path, *revs: str) -> tuple:
     return time.monotonic() - start, out.stat().st_size
 
 
+BUILD = """
+import json, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.gitdeploy.rollout.plugins.module_utils import bundle
+
+def status(field):
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith(field + ":")) / 1024
+
+peak = [0.0]
+def sample():  # the kernel keeps no high-water mark of anonymous memory: look often
+    while True:
+        peak[0] = max(peak[0], status("RssAnon"))
+        time.sleep(0.02)
+threading.Thread(target=sample, daemon=True).start()
+repo = bundle.open_repo(sys.argv[2])
+start = time.monotonic()
+info = bundle.write_tag_bundle(repo, "bench", sys.argv[3], bundle.known_commits(repo, sys.argv[5:]), sys.argv[4])
+seconds = time.monotonic() - start
+print(json.dumps(dict(seconds=seconds, objects=info["objects"], rss=status("VmHWM"), anon=peak[0])))
+repo.close()
+"""
+
+
+def git_rss(argv: list, cwd: Path) -> tuple:
+    """(seconds, peak RSS in MiB or None) of a git command; RSS read by GNU time if there."""
+    timer = shutil.which("time") or ("/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None)
+    start = time.monotonic()
+    if timer is None:
+        git(cwd, *argv)
+        return time.monotonic() - start, None
+    proc = subprocess.run([timer, "-f", "%M", "git", *argv], cwd=cwd, capture_output=True, text=True,
+                          env=dict(os.environ, **GIT_ENV), check=True)
+    return time.monotonic() - start, int(proc.stderr.strip().splitlines()[-1]) / 1024
+
+
+def build_table(label: str, repo: Path, work: Path) -> None:
+    """Step 1 for ``repo``: first and incremental (``HEAD~39``) bundles, ours and git's."""
+    head = git(repo, "rev-parse", "HEAD")
+    depth = int(git(repo, "rev-list", "--count", "HEAD"))
+    cases = [("first", head, [])]
+    if depth > 39:
+        cases.append(("incremental (39 commits)", head, [git(repo, "rev-parse", "HEAD~39")]))
+    collections = str(load_hosts().collections_path())
+    for name, want, haves in cases:
+        ours = work / "ours.bundle"
+        proc = subprocess.run([sys.executable, "-c", BUILD, collections, str(repo), want, str(ours), *haves],
+                              capture_output=True, text=True, check=True)
+        got = json.loads(proc.stdout)
+        floor_file = work / "git.bundle"
+        git_seconds, rss = git_rss(["bundle", "create", "-q", str(floor_file), "HEAD", *["^" + h for h in haves]], repo)
+        size, floor_size = ours.stat().st_size, floor_file.stat().st_size
+        git_mem = f"{rss:5.0f} MiB RSS" if rss is not None else "RSS n/a"
+        print(f"{label} {name:<25} {got['objects']:>7} objects | ours {human(size):>10} {got['seconds']:6.2f} s "
+              f"{got['rss']:5.0f} MiB RSS ({got['anon']:.0f} anonymous) | git bundle create {human(floor_size):>10} "
+              f"{git_seconds:6.2f} s {git_mem} | bytes x{size / floor_size:.3f}, time x{got['seconds'] / git_seconds:.1f}")
+
+
 def human(size: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
@@ -165,9 +226,10 @@ def human(size: float) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--commits", type=int, default=2000)
+    parser.add_argument("--commits", type=int, default=9000)
     parser.add_argument("--hosts", type=int, default=3)
-    parser.add_argument("--files", type=int, default=400, help="files in the tree")
+    parser.add_argument("--files", type=int, default=1000, help="files in the tree")
+    parser.add_argument("--repo", type=Path, help="a local clone to measure the bundle build on too")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
 
@@ -185,6 +247,10 @@ def main(argv=None) -> int:
         print(f"repository: {args.commits} commits, {git(repo, 'ls-files').count(chr(10)) + 1} files, "
               f"{counts['in-pack']} objects in {counts['size-pack']} of pack "
               f"(generated in {time.monotonic() - start:.1f} s)")
+
+        build_table("generated:", repo, work)
+        if args.repo:
+            build_table(f"{args.repo.name}:", args.repo.resolve(), work)
 
         fleet = hosts_module.Fleet(base=work / "fleet", groups={"bench": args.hosts}).up()
         inventory = fleet.inventory(work / "roots")

@@ -7,11 +7,9 @@
 Layers, bottom up (each usable alone):
 
 * ``cache_key``: the identity of a bundle: (tag, tag object, commit, sorted haves).
-* ``pack_entries``: which objects a target is missing and how to send each one
-  (whole, or as a delta against the previous version of the same path, which may
-  live on the target only: a "thin" pack, as ``git bundle create`` makes).
 * ``write_tag_bundle``: the bundle file of ``refs/tags/<tag>`` with the target's
-  boundary commits as prerequisites.
+  boundary commits as prerequisites; which objects travel and how is ``packing``'s
+  (a thin pack, as ``git bundle create`` makes, streamed to the file).
 * ``cached``: a cache directory in which each key is built once, even when several
   Ansible forks ask for it at the same moment (``fcntl.flock`` around the build, write
   to a temporary name, ``os.rename`` into place).
@@ -32,12 +30,12 @@ import tempfile
 import time
 from collections import namedtuple
 
+from ansible_collections.gitdeploy.rollout.plugins.module_utils import packing
+
 try:
-    from dulwich.bundle import Bundle, write_bundle
     from dulwich.errors import NotGitRepository
-    from dulwich.object_store import MissingObjectFinder, peel_sha
-    from dulwich.objects import Blob, Commit, Tag, hex_to_sha, sha_to_hex
-    from dulwich.pack import OFS_DELTA, REF_DELTA, UnpackedObject, create_delta
+    from dulwich.object_store import peel_sha
+    from dulwich.objects import Commit
     from dulwich.repo import Repo
 except ImportError:  # reported by the action plugin, with the fix
     HAS_DULWICH = False
@@ -46,8 +44,6 @@ else:
 
 # Bump when the bundle layout changes: old cache entries are then never reused.
 FORMAT = 1
-# Longest delta chain we create, as git's pack.depth default.
-MAX_DEPTH = 50
 # Cache entries not used for this long are removed when a new one is built.
 CACHE_MAX_AGE = 7 * 24 * 3600
 CHUNK = 1024 * 1024
@@ -143,255 +139,36 @@ def known_commits(repo, shas):
     return known
 
 
-# -- which objects travel, and how --------------------------------------------
-
-def _topological(store, commits):
-    """Missing commits, parents before children."""
-    order, seen = [], set()
-    for start in sorted(commits):
-        stack = [(start, False)]
-        while stack:
-            sha, expanded = stack.pop()
-            if expanded:
-                order.append(sha)
-                continue
-            if sha in seen:
-                continue
-            seen.add(sha)
-            stack.append((sha, True))
-            for parent in reversed(store[sha].parents):
-                if parent in commits and parent not in seen:
-                    stack.append((parent, False))
-    return order
-
-
-_EMPTY = {}
-
-
-def _previous_versions(objects, commits, missing):
-    """Map each missing tree/blob to the object at the same path in the first parent.
-
-    Every missing object is decided once, at the first commit (parents first) that
-    introduces it, so a base was always decided earlier: no cycles. Returns (bases,
-    introduced): the map, and the missing trees/blobs in order of introduction.
-    """
-    bases, decided, introduced = {}, set(), []
-    for sha in commits:
-        commit = objects[sha]
-        old_root = objects[commit.parents[0]].tree if commit.parents else None
-        stack = [(commit.tree, old_root)]
-        while stack:
-            new, old = stack.pop()
-            if new not in missing or new in decided:
-                continue
-            decided.add(new)
-            introduced.append(new)
-            old_tree = _EMPTY
-            if old is not None and old != new:
-                bases[new] = old
-                old_tree = objects[old]
-            tree = objects[new]
-            for name in tree:  # Tree's mapping interface: no sorting, no tuples per entry
-                mode, sha = tree[name]
-                prev_mode, prev = old_tree[name] if name in old_tree else (0, None)
-                if stat.S_ISDIR(mode):
-                    stack.append((sha, prev if stat.S_ISDIR(prev_mode) else None))
-                elif (stat.S_ISREG(mode) or stat.S_ISLNK(mode)) and sha in missing and sha not in decided:
-                    decided.add(sha)
-                    introduced.append(sha)
-                    if prev is not None and prev != sha and not stat.S_ISDIR(prev_mode):
-                        bases[sha] = prev
-    return bases, introduced
-
-
-def _limit_chains(base_of, in_pack):
-    """Drop deltas that would close a cycle or exceed MAX_DEPTH (the object goes whole).
-
-    Depth counts deltas down to a whole object; a base outside the pack (on the
-    target) counts as whole.
-    """
-    depth = {}
-    for start in list(base_of):
-        path, on_path, cur = [], set(), start
-        while cur not in depth:
-            base = base_of.get(cur)
-            if base is None or base not in in_pack:
-                depth[cur] = 0 if base is None else 1
-                break
-            if cur in on_path:  # a cycle: this object goes whole
-                del base_of[cur]
-                depth[cur] = 0
-                break
-            path.append(cur)
-            on_path.add(cur)
-            cur = base
-        for sha in reversed(path):
-            if sha in depth:
-                continue
-            below = depth[base_of[sha]]
-            if below >= MAX_DEPTH:
-                del base_of[sha]
-                depth[sha] = 0
-            else:
-                depth[sha] = below + 1
-    return base_of
-
-
-class _Objects:
-    """The object store, parsing each commit, tree and tag once (the finder and the
-    delta search read the same ones); blobs are not kept."""
-
-    def __init__(self, store):
-        self.store = store
-        self.cache = {}
-
-    def __getitem__(self, sha):
-        obj = self.cache.get(sha)
-        if obj is None:
-            obj = self.store[sha]
-            if obj.type_num != Blob.type_num:
-                self.cache[sha] = obj
-        return obj
-
-    def __contains__(self, sha):
-        return sha in self.store
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
-
-
-def _stored_deltas(store, shas, usable):
-    """Deltas git already stored in the controller's packs for ``shas`` whose base is
-    ``usable``, looked up object by object (never a scan of a whole pack)."""
-    found = {}
-    for pack in getattr(store, "packs", []):
-        names = None  # offset -> object id, built once per pack if an offset delta shows up
-        for sha in shas:
-            if sha in found or sha not in pack:
-                continue
-            offset = pack.index.object_offset(sha)
-            unpacked = pack.data.get_unpacked_object_at(offset)
-            if unpacked.pack_type_num == OFS_DELTA:
-                if names is None:
-                    names = {ofs: name for name, ofs, _crc in pack.index.iterentries()}
-                base = sha_to_hex(names[offset - unpacked.delta_base])
-            elif unpacked.pack_type_num == REF_DELTA:
-                base = sha_to_hex(unpacked.delta_base)
-            else:
-                continue
-            if base in usable:
-                found[sha] = (base, unpacked.decomp_chunks)
-    return found
-
-
-def pack_entries(repo, want, haves):
-    """The pack a target with ``haves`` (commit ids, bytes) needs to get ``want``.
-
-    Returns (entries, prerequisites): UnpackedObjects ordered bases first, and the
-    boundary commits the target must have (what ``git bundle create want ^have``
-    lists). A tree or blob goes as the delta git already stored for it on the
-    controller if there is one (git chose it, bounded its chain), else as a delta
-    against the previous version of its path when that is less than half its size
-    (that base may be on the target only: a thin pack, as git bundle makes), else whole.
-    """
-    objects = _Objects(repo.object_store)
-    finder = MissingObjectFinder(objects, haves=haves, wants=[want])
-    remote_has = finder.get_remote_has()
-    types = {}
-    for sha, hint in finder:
-        # The finder calls symlinks trees; only its "regular file" hint is trusted.
-        types[sha] = Blob.type_num if hint and hint[0] == Blob.type_num else objects[sha].type_num
-    missing = set(types)
-    commits = _topological(objects, {sha for sha, kind in types.items() if kind == Commit.type_num})
-    bases, introduced = _previous_versions(objects, commits, missing)
-    # A fixed order (the finder's is a set's): the same inputs give the same bytes.
-    tags = sorted(sha for sha, kind in types.items() if kind == Tag.type_num)
-    todo = tags + commits + introduced
-    todo += sorted(missing.difference(todo))
-
-    prerequisites = set()
-    for sha in commits:
-        prerequisites.update(p for p in objects[sha].parents if p not in missing)
-    for sha in tags:
-        if objects[sha].object[1] not in missing:
-            prerequisites.add(objects[sha].object[1])
-    if want not in missing:  # a lightweight tag of a commit the target has
-        prerequisites.add(want)
-
-    # Bases may be in the pack or on the target (dulwich's remote_has lists what is
-    # below the boundary commits' root trees, not the roots themselves).
-    usable = missing | remote_has | {objects[sha].tree for sha in prerequisites
-                                     if objects[sha].type_num == Commit.type_num}
-    deltas = _stored_deltas(repo.object_store, todo, usable)  # sha -> (base hex, delta chunks)
-    for sha in todo:
-        base = bases.get(sha)
-        if sha in deltas or base not in usable:
-            continue
-        target = objects[sha].as_raw_string()
-        delta = list(create_delta(objects[base].as_raw_string(), target))
-        if sum(len(chunk) for chunk in delta) < len(target) // 2 - 20:
-            deltas[sha] = (base, delta)
-    base_of = _limit_chains({sha: deltas[sha][0] for sha in todo if sha in deltas}, missing)
-
-    entries, emitted = [], set()
-    for start in todo:
-        chain, cur = [], start
-        while cur is not None and cur in missing and cur not in emitted:
-            chain.append(cur)
-            emitted.add(cur)
-            cur = base_of.get(cur)
-        for sha in reversed(chain):
-            if sha in base_of:
-                entries.append(UnpackedObject(types[sha], delta_base=hex_to_sha(base_of[sha]),
-                                              decomp_chunks=list(deltas[sha][1]), sha=hex_to_sha(sha)))
-            else:
-                obj = objects[sha]
-                entries.append(UnpackedObject(obj.type_num, decomp_chunks=obj.as_raw_chunks(),
-                                              sha=hex_to_sha(sha)))
-    return entries, sorted(prerequisites)
-
-
-class _Pack:
-    """The little of dulwich's PackDataLike that write_bundle uses."""
-
-    def __init__(self, entries, object_format):
-        self._entries = entries
-        self.object_format = object_format
-
-    def __len__(self):
-        return len(self._entries)
-
-    def iter_unpacked(self):
-        return iter(self._entries)
-
-    def close(self):
-        self._entries = []
-
+# -- the bundle -------------------------------------------------------------------
 
 def write_tag_bundle(repo, tag, tag_object, haves, path):
     """Write the bundle of ``refs/tags/<tag>`` for a target having ``haves`` to ``path``.
 
     The bundle advertises the tag object itself (never the peeled commit), so the
-    annotated tag arrives whole. Returns {"objects": n, "prerequisites": [hex, ...]}.
+    annotated tag arrives whole; its pack is streamed to the file (packing.write_pack).
+    Returns {"objects": n, "prerequisites": [hex, ...]}.
     """
-    entries, prerequisites = pack_entries(repo, tag_object.encode("ascii"), haves)
-    bundle = Bundle()
-    bundle.version = 2
-    bundle.capabilities = {}
-    bundle.prerequisites = [(sha, _subject(repo, sha)) for sha in prerequisites]
-    bundle.references = {("refs/tags/%s" % tag).encode("utf-8"): tag_object.encode("ascii")}
-    bundle.pack_data = _Pack(entries, repo.object_format)
-    with open(path, "wb") as handle:
-        write_bundle(handle, bundle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    bundle.close()
-    return {"objects": len(entries), "prerequisites": [p.decode("ascii") for p in prerequisites]}
+    reader = packing.Reader(repo.object_store)
+    try:
+        plan = packing.plan(reader, tag_object.encode("ascii"), list(haves))
+        with open(path, "wb") as handle:
+            handle.write(b"# v2 git bundle\n")
+            for sha in plan.prerequisites:
+                handle.write(b"-%s %s\n" % (sha, _subject(reader, sha)))
+            handle.write(b"%s refs/tags/%s\n\n" % (tag_object.encode("ascii"), tag.encode("utf-8")))
+            objects = packing.write_pack(handle, reader, plan)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except packing.PackError as exc:
+        raise BundleError("cannot build the bundle of %s from %s: %s" % (tag, repo.path, exc))
+    finally:
+        reader.close()
+    return {"objects": objects, "prerequisites": [p.decode("ascii") for p in plan.prerequisites]}
 
 
-def _subject(repo, sha):
+def _subject(reader, sha):
     """The first line of a commit message, as ``git bundle create`` writes it."""
-    message = repo.object_store[sha].message.split(b"\n", 1)[0]
+    message = reader.raw(sha)[1].split(b"\n\n", 1)[-1].split(b"\n", 1)[0]
     return message.replace(b"\r", b"")[:200]
 
 
