@@ -174,12 +174,19 @@ class _PackFile:
         with open(pack._data_path, "rb") as handle:  # pylint: disable=protected-access
             self.data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         self.view = memoryview(self.data)
+        self._table = None
         self._ends = None
+
+    def table(self):
+        """``(names, offsets)`` of this pack's index (read_index), read once."""
+        if self._table is None:
+            self._table = read_index(self.index_path)
+        return self._table
 
     def ends(self):
         """Sorted start offsets of every entry, then the trailer's: where each entry ends."""
         if self._ends is None:
-            offsets = sorted(read_index(self.index_path)[1])
+            offsets = sorted(self.table()[1])
             offsets.append(len(self.data) - 20)
             self._ends = array("Q", offsets)
         return self._ends
@@ -201,6 +208,9 @@ class _PackFile:
     def close(self):
         self.view.release()
         self.data.close()
+        if self._table is not None:
+            self._table[0].data.close()
+            self._table = None
 
 
 class Reader:
@@ -289,14 +299,13 @@ class Reader:
 class Plan:
     """What travels: ``send`` (hex ids), ``commits`` (the missing ones, newest first),
     ``prerequisites`` (boundary commits, sorted), ``remote`` (trees and blobs of the
-    boundary commits: on the target), ``tags`` (tag objects of the chain to the commit)."""
+    boundary commits: on the target)."""
 
-    def __init__(self, send, commits, prerequisites, remote, tags):
+    def __init__(self, send, commits, prerequisites, remote):
         self.send = send
         self.commits = commits
         self.prerequisites = prerequisites
         self.remote = remote
-        self.tags = tags
 
 
 def _commit_fields(data):
@@ -327,16 +336,16 @@ def missing_commits(reader, commit, haves):
     the oldest commit found (git's rev-list does much the same): a target's long history
     is not read. Clocks skewed by more than that can only add commits, never lose one.
     """
-    flags, parents, queue, order = {}, {}, [], []
+    flags, dated, queue, order = {}, {}, [], []  # dated: commit -> (committer time, parents)
 
     def push(sha, flag):
         old = flags.get(sha, 0)
         if old | flag != old:
             flags[sha] = old | flag
-            if sha not in parents:
-                _tree, parents[sha], when = _commit_fields(reader.raw(sha)[1])
-                parents[sha] = (when, parents[sha])
-            heapq.heappush(queue, (-parents[sha][0], sha))
+            if sha not in dated:
+                _tree, parents, when = _commit_fields(reader.raw(sha)[1])
+                dated[sha] = (when, parents)
+            heapq.heappush(queue, (-dated[sha][0], sha))
 
     for have in haves:
         push(have, _HAVE)
@@ -348,19 +357,20 @@ def missing_commits(reader, commit, haves):
         if flag == _WANT and sha not in listed:
             listed.add(sha)
             order.append(sha)
-        for parent in parents[sha][1]:
+        for parent in dated[sha][1]:
             push(parent, flag & _HAVE or flag)
     # Walk the target's side on down to a day before the oldest listed commit: a commit
     # stamped the same second as one of the target's (scripts, CI) is not sent again.
-    horizon = min(parents[sha][0] for sha in order) - CLOCK_SLOP if order else 0
-    while queue and -queue[0][0] >= horizon:
+    # Nothing listed (the target has the commit): nothing to take back, no walk.
+    horizon = min(dated[sha][0] for sha in order) - CLOCK_SLOP if order else None
+    while horizon is not None and queue and -queue[0][0] >= horizon:
         _when, sha = heapq.heappop(queue)
-        for parent in parents[sha][1]:
+        for parent in dated[sha][1]:
             push(parent, flags[sha] & _HAVE or flags[sha])
     commits = [sha for sha in order if flags[sha] == _WANT]
     boundary = set()
     for sha in commits:
-        boundary.update(p for p in parents[sha][1] if flags.get(p, 0) & _HAVE)
+        boundary.update(p for p in dated[sha][1] if flags.get(p, 0) & _HAVE)
     if flags[commit] & _HAVE:
         boundary.add(commit)
     return commits, sorted(boundary)
@@ -374,9 +384,10 @@ def _add_tree(reader, root, seen):
     seen.add(root)
     stack = [root]
     while stack:
-        kind, data = reader.raw(stack.pop())
+        sha = stack.pop()
+        kind, data = reader.raw(sha)
         if kind != TREE:
-            raise PackError("object %s should be a tree" % root.decode("ascii"))
+            raise PackError("object %s should be a tree" % sha.decode("ascii"))
         for _name, mode, sha in [entry for entry in parse_tree(data, 20) if entry[2] not in seen]:
             kind = mode & _S_IFMT
             if kind == _S_IFGITLINK or sha in seen:
@@ -408,7 +419,7 @@ def plan(reader, want, haves):
     for commit in commits:
         _add_tree(reader, _commit_fields(reader.raw(commit)[1])[0], send)
     send.difference_update(remote)
-    return Plan(send, commits, prerequisites, remote, tags)
+    return Plan(send, commits, prerequisites, remote)
 
 
 # -- deltas against the previous version of a path ------------------------------------
@@ -504,7 +515,7 @@ def _members(reader, send):
     first pack that has it), and the ids no pack has (loose objects), sorted."""
     per_pack, taken, found = [], set() if len(reader.packs) > 1 else None, 0
     for pack in reader.packs:
-        names, offsets = read_index(pack.index_path)
+        names, offsets = pack.table()
         mine = []
         for first in range(0, len(offsets), _NAMES_AT_ONCE):
             block = binascii.hexlify(names[first * 20:(first + _NAMES_AT_ONCE) * 20])
@@ -564,7 +575,7 @@ def _candidates(reader, plan_, per_pack, loose):
             elif thin and kind in (TREE, BLOB):
                 picked.add(offset)
         if picked:
-            names, all_offsets = read_index(reader.packs[number].index_path)
+            names, all_offsets = reader.packs[number].table()
             for i, offset in enumerate(all_offsets):
                 if offset in picked:
                     wanted[(number, offset)] = binascii.hexlify(names[20 * i:20 * i + 20])

@@ -235,3 +235,21 @@ def test_skewed_clocks_can_add_commits_never_lose_one(tmp_path):
     finally:
         reader.close()
         opened.close()
+
+
+def test_a_commit_the_target_has_costs_no_walk_of_its_history(repo, store):
+    """Re-tagging what a target already has: the answer comes without reading its history."""
+    reads = []
+
+    class Counting(packing.Reader):
+        def raw(self, sha):
+            reads.append(sha)
+            return super().raw(sha)
+
+    reader = Counting(store)
+    try:
+        head = rev(repo, "v3^{commit}")
+        assert packing.missing_commits(reader, head, [head]) == ([], [head])
+        assert len(reads) == 1  # the commit itself: none of the 22 below it
+    finally:
+        reader.close()
