@@ -160,7 +160,9 @@ def write_tag_bundle(repo, tag, tag_object, haves, path):
             handle.flush()
             os.fsync(handle.fileno())
     except packing.PackError as exc:
-        raise BundleError("cannot build the bundle of %s from %s: %s" % (tag, repo.path, exc))
+        fix = ("it is a shallow clone: run git -C %s fetch --unshallow" % repo.path if repo.get_shallow()
+               else "run git -C %s fsck" % repo.path)
+        raise BundleError("cannot build the bundle of %s from %s: %s; %s" % (tag, repo.path, exc, fix))
     finally:
         reader.close()
     return {"objects": objects, "prerequisites": [p.decode("ascii") for p in plan.prerequisites]}

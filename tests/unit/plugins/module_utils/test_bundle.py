@@ -298,3 +298,13 @@ def test_tag_bundle_caches_per_key_and_checks_the_commit(repo, tmp_path):
         bundle.tag_bundle(cache, str(repo), "nope", c1, [])
     with pytest.raises(bundle.BundleError, match="not a git repository"):
         bundle.tag_bundle(cache, str(tmp_path / "missing"), "v2", c2, [])
+
+
+def test_a_shallow_controller_checkout_is_a_clear_error(repo, tmp_path):
+    shallow = tmp_path / "shallow"
+    git("clone", "-q", "--depth", "1", "file://%s" % repo, str(shallow))
+    git("tag", "-a", "v9", "-m", "v9", cwd=shallow)
+    commit = git("rev-parse", "HEAD", cwd=shallow)
+    with pytest.raises(bundle.BundleError, match=r"is not in the controller's repository; it is a shallow clone: "
+                                                 r"run git -C .* fetch --unshallow"):
+        bundle.tag_bundle(str(tmp_path / "cache"), str(shallow), "v9", commit, [])
