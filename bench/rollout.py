@@ -10,7 +10,12 @@ target, plus ssh). Per cycle, on fresh roots: a first deploy, ``--change`` commi
 the measured runs: ping x4, the deploy of the change, ping x3, the revert, ping x1, the
 status. Prints the medians and the ratios the rollout engine issue asks for.
 
-    .venv/bin/python bench/rollout.py [--hosts 10] [--repeat 3] [--hooks none] [--log DIR]
+The first deploy is measured too, next to what a peer role does for one: each target
+clones the upstream over ``file://`` (``ansible.builtin.git``) and a symlink switches
+(``--repo PATH`` deploys a clone of that repository, e.g. pallets/flask, instead of the
+generated application).
+
+    .venv/bin/python bench/rollout.py [--hosts 10] [--repeat 3] [--hooks none] [--repo PATH] [--log DIR]
 """
 
 from __future__ import annotations
@@ -50,6 +55,26 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def peer_playbook(path: Path, upstream: Path) -> Path:
+    """A peer role's first deploy: every target clones the upstream itself, then a symlink switches."""
+    path.write_text(f"""- name: A first deploy the peers' way (each target clones over file://)
+  hosts: prod
+  gather_facts: false
+  tasks:
+    - name: Clone the release
+      ansible.builtin.git:
+        repo: "file://{upstream}"
+        dest: "{{{{ git_deploy_root }}}}/peer/releases/first"
+        version: main
+    - name: Switch current
+      ansible.builtin.file:
+        src: "{{{{ git_deploy_root }}}}/peer/releases/first"
+        dest: "{{{{ git_deploy_root }}}}/peer/current"
+        state: link
+""")
+    return path
+
+
 def ping_playbook(path: Path, count: int) -> Path:
     tasks = "".join(f"    - name: Ping {i + 1}\n      ansible.builtin.ping:\n" for i in range(count))
     path.write_text(f"- name: {count} pings\n  hosts: prod\n  gather_facts: false\n  tasks:\n{tasks}")
@@ -65,7 +90,7 @@ class Bench:
         self.hook_mode = hook_mode
         self.names = [h.name for h in self.fleet.group("prod")]
 
-    def cycle(self, index: int):
+    def cycle(self, index: int, repo: Path | None = None):
         base = self.base / f"cycle{index}"
         inventory = self.fleet.inventory(base / "roots")
         data = json.loads(inventory.read_text())
@@ -79,7 +104,21 @@ class Bench:
             hostvars["ansible_python_interpreter"] = str(wrapper)
         inventory.write_text(json.dumps(data))
         self.inventory = inventory
-        self.app = self.apprepo.AppRepo.create(base / "src", hooks=self.hook_mode == "sample")
+        if repo is None:
+            self.app = self.apprepo.AppRepo.create(base / "src", hooks=self.hook_mode == "sample")
+        else:
+            self.app = self.clone(repo, base / "src")
+
+    def clone(self, repo: Path, base: Path):
+        """An application that is a clone of ``repo`` (its default branch as main), with an upstream."""
+        app = self.apprepo.AppRepo(base / "app", base / "upstream.git")
+        base.mkdir(parents=True)
+        subprocess.run(["git", "clone", "-q", "--bare", "--single-branch", str(repo), str(app.upstream)], check=True)
+        subprocess.run(["git", "--git-dir", str(app.upstream), "branch", "-m", "main"], check=False,
+                       capture_output=True)
+        subprocess.run(["git", "--git-dir", str(app.upstream), "symbolic-ref", "HEAD", "refs/heads/main"], check=True)
+        subprocess.run(["git", "clone", "-q", str(app.upstream), str(app.path)], check=True)
+        return app
 
     def runs_per_host(self) -> dict:
         return {name: len((self.counts / name).read_text().split()) if (self.counts / name).exists() else 0
@@ -117,6 +156,7 @@ def main() -> int:
     parser.add_argument("--change", type=int, default=39, help="commits in the deployed change (default 39)")
     parser.add_argument("--hooks", choices=["none", "sample"], default="none",
                         help="none: no hooks; sample: a recording hook in every phase")
+    parser.add_argument("--repo", type=Path, help="deploy a clone of this repository (default: a generated one)")
     parser.add_argument("--log", type=Path, help="keep each run's ansible-playbook output in this directory")
     options = parser.parse_args()
 
@@ -126,8 +166,11 @@ def main() -> int:
         bench = Bench(Path(tmp), options.hosts, options.hooks, options.log)
         try:
             for cycle in range(options.repeat):
-                bench.cycle(cycle)
-                bench.run("deploy (first)", "gitdeploy.rollout.deploy", env="prod")
+                bench.cycle(cycle, options.repo)
+                peer = str(peer_playbook(Path(tmp) / f"peer{cycle}.yml", bench.app.upstream))
+                samples.setdefault("peer first deploy", []).append(bench.run("peer first deploy", peer))
+                samples.setdefault("deploy (first)", []).append(
+                    bench.run("deploy (first)", "gitdeploy.rollout.deploy", env="prod"))
                 for number in range(options.change):
                     bench.app.change("app.txt", f"version {number + 2}\n", f"change {number + 2}")
                 measured = [
@@ -151,6 +194,9 @@ def main() -> int:
     print(f"deploy / ping x4: {median['deploy (a change)']['wall'] / median['ping x4']['wall']:.2f}  (issue: <= 1.4)")
     print(f"revert / ping x3: {median['revert']['wall'] / median['ping x3']['wall']:.2f}  (issue: <= 1.2)")
     print(f"status / ping x1: {median['status']['wall'] / median['ping x1']['wall']:.2f}")
+    first = median["deploy (first)"]["wall"]
+    print(f"first deploy / peer first deploy: {first / median['peer first deploy']['wall']:.2f}; "
+          f"first deploy - deploy of a change: {first - median['deploy (a change)']['wall']:.2f} s")
     return 0
 
 
