@@ -79,7 +79,8 @@ class ActionModule(ActionBase):
             return out
         try:
             built, info = delivery.build(args["repo"], tag, commit, target, args["cache_dir"],
-                                         self._task.check_mode, host)
+                                         self._task.check_mode, host, max_bytes=args["max_bytes"],
+                                         submodules=args["submodules"])
         except delivery.DeliveryFailed as exc:
             raise PushFailed("%s. Inspect it with: git --git-dir=%s show --no-patch %s" % (exc, target["repo"], tag)
                              if target.get("tag_commit") else str(exc), result=out)

@@ -29,12 +29,13 @@ from ansible.utils.display import Display
 from ansible_collections.gitdeploy.rollout.plugins.module_utils import announce, gitrepo, hooks, tagging
 from ansible_collections.gitdeploy.rollout.plugins.module_utils import rollout as decide
 from ansible_collections.gitdeploy.rollout.plugins.module_utils.layout import check_name
+from ansible_collections.gitdeploy.rollout.plugins.plugin_utils import delivery
 
 display = Display()
 
 ROLLOUT = "git_deploy_rollout"
 HOST = "git_deploy_host"
-STEPS = ("select", "start", "gate", "tag", "choose", "sync", "publish", "report", "status")
+STEPS = ("select", "start", "gate", "tag", "push", "choose", "sync", "publish", "report", "status")
 SPEC = dict(
     step=dict(type="str", required=True, choices=list(STEPS)),
     action=dict(type="str", default="deploy", choices=["deploy", "revert", "status", "unlock"]),
@@ -50,6 +51,7 @@ SPEC = dict(
     date_format=dict(type="str", default=tagging.DEFAULT_DATE_FORMAT),
     remote=dict(type="str", default="origin"),
     push=dict(type="bool", default=True),
+    max_bundle_bytes=dict(type="int", default=0),
     new_tag=dict(type="bool", default=False),
     allow_dirty=dict(type="bool", default=False),
     force=dict(type="bool", default=False),
@@ -158,13 +160,14 @@ class ActionModule(ActionBase):
     def alive(self):
         return list(self.task_vars.get("ansible_play_hosts") or [])
 
-    def source(self):
-        """The repository the rollout is cut from: a cache of repo_url, or the checkout."""
+    def source(self, fetch=True):
+        """The repository the rollout is cut from: a cache of repo_url (fetched first unless
+        ``fetch`` is false), or the checkout."""
         if not gitrepo.HAS_DULWICH:
             raise StepFailed("the Python library dulwich is required on the controller (pip install dulwich): "
                              "%s" % gitrepo.DULWICH_IMPORT_ERROR)
         if self.args["repo_url"]:
-            return gitrepo.open_cache(self.args["repo_url"], self.args["cache_dir"])
+            return gitrepo.open_cache(self.args["repo_url"], self.args["cache_dir"], fetch=fetch)
         return gitrepo.open_checkout(self.args["repo"] or os.getcwd())
 
     def ref(self):
@@ -179,7 +182,7 @@ class ActionModule(ActionBase):
             out = gitrepo.tag_rollout(
                 source, env=self.args["env"], prefix=self.args["prefix"] or self.args["env"],
                 message=self.args["message"] or None, date_format=self.args["date_format"], remote=self.args["remote"],
-                push=self.args["push"], deployed_by=self.rollout.get("user"), deploy_id=self.rollout.get("id"),
+                push=kwargs.pop("push", self.args["push"]), deployed_by=self.rollout.get("user"), deploy_id=self.rollout.get("id"),
                 check_mode=check_mode, hostname=self.rollout.get("controller"), **kwargs)
         finally:
             source.close()
@@ -307,7 +310,8 @@ class ActionModule(ActionBase):
 
     # -- tag ----------------------------------------------------------------------------
     def step_tag(self):
-        """Cut and push the rollout tag, once every host is locked (a rollout that lost the race cuts nothing)."""
+        """Cut the rollout tag once every host is locked (a rollout that lost the race cuts nothing),
+        and build the bundle each host needs; it is pushed upstream only once every host is prepared."""
         fleet, alive = self.rollout["fleet"], self.rollout["alive"]
         if decide.is_noop(self.rollout, fleet):
             self.rollout["noop"] = True
@@ -317,15 +321,97 @@ class ActionModule(ActionBase):
             return {"skipped": True, "msg": "not every host is locked: no tag"}
         try:
             cut = self.tag_rollout(self._task.check_mode, ref=self.ref(), allow_dirty=self.args["allow_dirty"],
-                                   force=self.args["force"], new_tag=self.args["new_tag"])
+                                   force=self.args["force"], new_tag=self.args["new_tag"], push=False)
         except gitrepo.GitError as exc:
             self.rollout["failures"] = self.rollout["failures"] + [decide.failure(
                 decide.CONTROLLER, "tag", self.mask(exc.msg))]
             return {"msg": self.mask(exc.msg)}
         self.rollout.update(tag=cut["tag"], commit=cut["commit"], deploy_file=cut["deploy_file"],
-                            previous_tag=cut["previous_tag"])
-        return {"changed": bool(cut["changed"]), "msg": "%s %s%s" % (
-            "cut" if cut["created"] else "using", cut["tag"], ", pushed" if cut["pushed"] else "")}
+                            previous_tag=cut["previous_tag"],
+                            tag_created=bool(cut["created"]) and not self._task.check_mode)
+        msg = "%s %s" % ("cut" if cut["created"] else "using", cut["tag"])
+        weighed = self.deliveries()
+        return {"changed": bool(cut["created"]), "msg": "%s%s" % (msg, weighed)}
+
+    def deliveries(self):
+        """Build (or find in the cache) the bundle of every host that lacks the tag, once per
+        distinct store: prepare then only copies it. A bundle that cannot be built (an object
+        missing on the controller) or is above max_bundle_bytes refuses the rollout before any
+        host is touched."""
+        fleet, commit, sizes = self.rollout["fleet"], self.rollout["commit"], {}
+        if self.args["repo_url"] and any(((fleet.get(h) or {}).get("settings") or {}).get("submodules", True)
+                                         is not False for h in self.rollout["alive"]):
+            error = self.fetch_modules(commit)
+            if error:
+                self.rollout["refused"] = "%s Nothing was changed." % error
+                return ": %s" % error
+        for host in self.rollout["alive"]:
+            state = fleet.get(host) or {}
+            store = (state.get("probe") or {}).get("store") or {}
+            if not (state.get("locked") or state.get("lock_skipped")) or not delivery.needed(store, commit):
+                continue
+            key = (tuple(sorted(store.get("haves") or [])), bool(store.get("commit_present")))
+            try:
+                settings = state.get("settings") or {}
+                submodules = settings.get("submodules", True) is not False
+                key += (submodules,)
+                if key not in sizes:
+                    sizes[key] = delivery.build(
+                        self.rollout["repo"], self.rollout["tag"], commit, store, settings.get("cache_dir"),
+                        self._task.check_mode, host, submodules=submodules)[1]["bytes"]
+                delivery.check_size(sizes[key], self.args["max_bundle_bytes"], host)
+            except delivery.DeliveryFailed as exc:  # too big, a missing object: before any host is touched
+                self.rollout["refused"] = "%s Nothing was changed." % self.mask(str(exc))
+                return ": %s" % self.mask(str(exc))
+        if not sizes:
+            return ""
+        return ", %d bundle(s) of %s" % (len(sizes), ", ".join(delivery.human(b) for b in sorted(set(sizes.values()))))
+
+    def fetch_modules(self, commit):
+        """Fetch the submodules ``commit`` pins into the cache of repo_url (the bundle brings them
+        from there); the error message, or None."""
+        try:
+            source = self.source(fetch=False)
+        except gitrepo.GitError as exc:
+            return self.mask(exc.msg)
+        try:
+            gitrepo.fetch_modules(source, commit)
+        except gitrepo.GitError as exc:
+            return self.mask(exc.msg)
+        finally:
+            source.close()
+        return None
+
+    # -- push -----------------------------------------------------------------------------
+    def step_push(self):
+        """Push the rollout tag upstream once every host is prepared (pre-sync passed), or drop it
+        when the rollout stopped before anything went live: git-deploy cuts no tag then."""
+        tag = self.rollout.get("tag")
+        fate = decide.tag_fate(self.rollout, decide.failures(self.rollout, self.rollout["fleet"],
+                                                             self.rollout["alive"]))
+        if fate == decide.KEEP:
+            return {"skipped": True, "msg": "%s stays as it is" % (tag or "no tag")}
+        if fate == decide.PUSH and not self.args["push"]:
+            return {"msg": "%s stays local (push is off)" % tag}
+        if self._task.check_mode:
+            return {"changed": True, "msg": "%s would be %s" % (tag, "pushed" if fate == decide.PUSH else "dropped")}
+        source = self.source(fetch=False)
+        try:
+            if fate == decide.DROP:
+                dropped = gitrepo.drop_tag(source, tag)
+                self.rollout["tag_dropped"] = dropped
+                return {"changed": dropped, "msg": "dropped %s from %s: the rollout stopped before anything went "
+                                                   "live, nothing was pushed" % (tag, source.path)}
+            pushed, url = gitrepo.publish_tag(source, self.args["remote"], tag)
+        except gitrepo.GitError as exc:
+            self.rollout["failures"] = self.rollout["failures"] + [decide.failure(
+                decide.CONTROLLER, "push", self.mask(exc.msg))]
+            return {"msg": self.mask(exc.msg)}
+        finally:
+            source.close()
+        if url is None:
+            return {"msg": "%s stays local (no remote)" % tag}
+        return {"changed": pushed, "msg": "%s %s %s" % (tag, "pushed to" if pushed else "is already at", self.mask(url))}
 
     # -- choose (revert) -------------------------------------------------------------------
     def step_choose(self):
@@ -343,7 +429,9 @@ class ActionModule(ActionBase):
             self.rollout["refused"] = error
             return {"msg": error}
         self.rollout["previous_tag"] = decide.common_live_tag(self.rollout, fleet)
-        return {"msg": "reverting %s from %s to %s" % (self.rollout["env"], self.rollout["previous_tag"], tag)}
+        weighed = self.deliveries()
+        return {"msg": "reverting %s from %s to %s%s" % (
+            self.rollout["env"], self.rollout["previous_tag"], tag, weighed)}
 
     # -- sync -------------------------------------------------------------------------------
     def step_sync(self):

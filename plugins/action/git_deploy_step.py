@@ -38,7 +38,7 @@ SPEC = OPTIONS
 FIRST_STEPS = ("lock", "probe", "abort")
 LATER_SPEC = dict((k, OPTIONS[k]) for k in ("step", "lock_first", "batch"))
 # What a step sends to the target, beyond the host's settings.
-SETTINGS = ("root", "env", "lock_dir", "ttl", "block_file", "strategy", "deploy_file_name", "shared_paths",
+SETTINGS = ("root", "env", "lock_dir", "ttl", "block_file", "strategy", "submodules", "deploy_file_name", "shared_paths",
             "keep_releases", "hook_dir", "hook_timeout", "force", "force_lock")
 # What the first step keeps of its options for the steps after it.
 KEPT = SETTINGS + ("reason", "cache_dir", "announce_log_hooks")
@@ -205,7 +205,8 @@ class ActionModule(ActionBase):
                 store = (state.get("probe") or {}).get("store") or {}
                 if delivery.needed(store, rollout.get("commit")):
                     built, info = delivery.build(rollout.get("repo"), rollout.get("tag"), rollout.get("commit"),
-                                                 store, args.get("cache_dir"), self._task.check_mode, host)
+                                                 store, args.get("cache_dir"), self._task.check_mode, host,
+                                                 submodules=args.get("submodules", True) is not False)
                     entry["bytes"] = info["bytes"]
                     if built is not None and not self._task.check_mode:
                         extra.update(delivery.send(self, built, rollout["tag"]))

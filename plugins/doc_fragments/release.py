@@ -44,4 +44,12 @@ options:
         unfinished ones, then the oldest.
     type: int
     default: 5
+  submodules:
+    description:
+      - Check out the submodules the commit pins (when its tree has a C(.gitmodules)), nested ones too, at their
+        pinned commits, from the target's object store (the bundle brings them; the target never needs a
+        submodule's URL). A pinned commit missing from the store fails, naming the path and commit.
+      - V(false) leaves each submodule's directory empty, as C(git clone) without C(--recurse-submodules) does.
+    type: bool
+    default: true
 """

@@ -43,11 +43,13 @@ else:
     HAS_DULWICH = True
 
 # Bump when the bundle layout changes: old cache entries are then never reused.
-FORMAT = 1
+FORMAT = 2
 # Cache entries not used for this long are removed when a new one is built.
 CACHE_MAX_AGE = 7 * 24 * 3600
 CHUNK = 1024 * 1024
 SHA_LEN = 40
+# The refs a bundle advertises for the submodule commits it brings (one per commit).
+MODULES = "refs/git-deploy/modules/"
 
 Built = namedtuple("Built", "path size sha256 objects prerequisites key cached")
 
@@ -68,13 +70,13 @@ def is_sha(value):
             and all(c in "0123456789abcdef" for c in value))
 
 
-def cache_key(tag, tag_object, commit, haves):
+def cache_key(tag, tag_object, commit, haves, submodules=True):
     """The bundle's identity: same inputs in any order of ``haves`` give the same key.
 
     ``tag_object`` is the object ``refs/tags/<tag>`` points at on the controller, so a
     tag re-created under the same name never reuses an old bundle.
     """
-    record = [FORMAT, tag, tag_object, commit, sorted(set(haves))]
+    record = [FORMAT, tag, tag_object, commit, sorted(set(haves)), bool(submodules)]
     return hashlib.sha256(json.dumps(record, separators=(",", ":")).encode("ascii")).hexdigest()
 
 
@@ -129,33 +131,116 @@ def resolve_tag(repo, tag):
 
 def known_commits(repo, shas):
     """The subset of ``shas`` that are commits in ``repo`` (bytes, sorted)."""
-    store = repo.object_store
+    return _known(repo.object_store, shas)
+
+
+def _known(store, shas):
     known = []
     for sha in sorted(set(shas)):
-        raw = sha.encode("ascii")
-        if raw in store:
-            if store[raw].type_num == Commit.type_num:
-                known.append(raw)
+        raw = sha.encode("ascii") if isinstance(sha, str) else sha
+        if raw in store and store[raw].type_num == Commit.type_num:
+            known.append(raw)
     return known
+
+
+def module_repos(repo):
+    """The repositories of ``repo``'s submodules on the controller: every git directory
+    under ``<git dir>/modules`` (nested submodules' are below their parent's), as
+    ``git submodule update --init --recursive`` leaves them, and for a bare cache of
+    git_deploy_repo_url the submodule caches gitrepo.fetch_modules keeps there."""
+    found = []
+    base = os.path.join(repo.controldir(), "modules")
+    for dirpath, dirnames, _files in os.walk(base):
+        dirnames.sort()
+        if os.path.isdir(os.path.join(dirpath, "objects")) and os.path.isfile(os.path.join(dirpath, "HEAD")):
+            dirnames[:] = [name for name in dirnames if name == "modules"]  # its nested submodules, nothing else
+            try:
+                found.append(Repo(dirpath))
+            except (NotGitRepository, OSError):
+                continue
+    return found
+
+
+def _worktree_repo(repo, path):
+    """The repository of a submodule checked out the old way, with its own ``<path>/.git``
+    directory in the controller's working tree (None if there is none)."""
+    if repo.bare:
+        return None
+    gitdir = os.path.join(repo.path, path.decode("utf-8", "replace"), ".git")
+    if not os.path.isdir(gitdir):
+        return None
+    try:
+        return Repo(gitdir)
+    except (NotGitRepository, OSError):
+        return None
+
+
+def _with_modules(repo, reader, stores, commit, haves, tag):
+    """The plans of the submodules ``commit`` pins (nested too), each a walk of its own
+    repository against what the target has of it; and the pinned commits (hex)."""
+    plans, pins, opened = [], [], []
+    pending = [(b"", path, sha) for path, sha in packing.gitlinks(reader, commit)]
+    while pending:
+        parent, path, sha = pending.pop(0)
+        path = parent + path
+        store = stores.holder(sha)
+        if store is None:
+            extra = _worktree_repo(repo, path)
+            if extra is not None and sha in extra.object_store:
+                opened.append(extra)
+                stores.stores.append(extra.object_store)
+                reader.add_packs(extra.object_store.packs)
+                store = extra.object_store
+        if store is None:
+            raise BundleError(
+                "submodule %s is pinned by %s at commit %s, which is not in the controller's repository %s nor in "
+                "its submodules' (%s): run git -C %s submodule update --init --recursive (or fetch that commit into "
+                "the submodule), or set git_deploy_submodules: false to deploy without submodules"
+                % (path.decode("utf-8", "replace"), tag, sha.decode("ascii"), repo.path,
+                   os.path.join(repo.controldir(), "modules"), repo.path))
+        kind = reader.raw(sha)[0]
+        if kind != packing.COMMIT:
+            raise BundleError("submodule %s is pinned by %s at %s, which is not a commit in %s: run git -C %s fsck"
+                              % (path.decode("utf-8", "replace"), tag, sha.decode("ascii"), repo.path, repo.path))
+        if sha not in pins:
+            pins.append(sha)
+            plans.append(packing.plan(reader, sha, _known(store, haves)))
+        pending.extend((path + b"/", sub, pinned) for sub, pinned in packing.gitlinks(reader, sha))
+    return plans, pins, opened
 
 
 # -- the bundle -------------------------------------------------------------------
 
-def write_tag_bundle(repo, tag, tag_object, haves, path):
-    """Write the bundle of ``refs/tags/<tag>`` for a target having ``haves`` to ``path``.
+def write_tag_bundle(repo, tag, tag_object, haves, path, submodules=True):
+    """Write the bundle of ``refs/tags/<tag>`` for a target having ``haves`` (the commits
+    its refs point at) to ``path``.
 
     The bundle advertises the tag object itself (never the peeled commit), so the
     annotated tag arrives whole; its pack is streamed to the file (packing.write_pack).
-    Returns {"objects": n, "prerequisites": [hex, ...]}.
+    With ``submodules``, the commits the tag's tree pins as submodules (nested too) travel
+    in the same pack, with what the target lacks of their history, each advertised as
+    ``refs/git-deploy/modules/<commit>``. Returns {"objects": n, "prerequisites": [hex, ...],
+    "modules": [hex, ...]}.
     """
-    reader = packing.Reader(repo.object_store)
+    modules = module_repos(repo) if submodules else []
+    stores = packing.Stores([repo.object_store] + [m.object_store for m in modules])
+    reader = packing.Reader(stores)
+    opened = []
     try:
-        plan = packing.plan(reader, tag_object.encode("ascii"), list(haves))
+        plan = packing.plan(reader, tag_object.encode("ascii"), _known(repo.object_store, haves))
+        pins = []
+        if submodules:
+            plans, pins, opened = _with_modules(repo, reader, stores, packing.peel(reader, tag_object.encode("ascii")),
+                                                haves, tag)
+            plan = packing.merge([plan] + plans)
         with open(path, "wb") as handle:
             handle.write(b"# v2 git bundle\n")
             for sha in plan.prerequisites:
                 handle.write(b"-%s %s\n" % (sha, _subject(reader, sha)))
-            handle.write(b"%s refs/tags/%s\n\n" % (tag_object.encode("ascii"), tag.encode("utf-8")))
+            handle.write(b"%s refs/tags/%s\n" % (tag_object.encode("ascii"), tag.encode("utf-8")))
+            for sha in pins:
+                handle.write(b"%s %s%s\n" % (sha, MODULES.encode("ascii"), sha))
+            handle.write(b"\n")
             objects = packing.write_pack(handle, reader, plan)
             handle.flush()
             os.fsync(handle.fileno())
@@ -165,7 +250,10 @@ def write_tag_bundle(repo, tag, tag_object, haves, path):
         raise BundleError("cannot build the bundle of %s from %s: %s; %s" % (tag, repo.path, exc, fix))
     finally:
         reader.close()
-    return {"objects": objects, "prerequisites": [p.decode("ascii") for p in plan.prerequisites]}
+        for other in modules + opened:
+            other.close()
+    return {"objects": objects, "prerequisites": [p.decode("ascii") for p in plan.prerequisites],
+            "modules": [p.decode("ascii") for p in pins]}
 
 
 def _subject(reader, sha):
@@ -305,9 +393,10 @@ def _prune(cache_dir, keep, max_age=CACHE_MAX_AGE):
             pass
 
 
-def tag_bundle(cache_dir, repo_path, tag, commit, haves):
+def tag_bundle(cache_dir, repo_path, tag, commit, haves, submodules=True):
     """The cached bundle that brings ``tag`` (which must peel to ``commit``) to a target
-    whose refs point at ``haves`` (commit ids; include ``commit`` if the target has it).
+    whose refs point at ``haves`` (commit ids; include ``commit`` if the target has it),
+    with the submodules the tag pins unless ``submodules`` is false.
     """
     repo = open_repo(repo_path)
     try:
@@ -316,15 +405,14 @@ def tag_bundle(cache_dir, repo_path, tag, commit, haves):
             raise BundleError("tag %s in %s points to commit %s, not %s: pass the commit "
                               "git_deploy_tag returned for this tag"
                               % (tag, repo_path, tag_commit, commit))
-        key = cache_key(tag, tag_object, commit, haves)
-        usable = known_commits(repo, haves)
+        key = cache_key(tag, tag_object, commit, haves, submodules)
         return cached(cache_dir, key,
-                      lambda path: write_tag_bundle(repo, tag, tag_object, usable, path))
+                      lambda path: write_tag_bundle(repo, tag, tag_object, haves, path, submodules))
     finally:
         repo.close()
 
 
-def preview(repo_path, commit, haves):
+def preview(repo_path, commit, haves, submodules=True):
     """What a bundle of ``commit`` for a target with ``haves`` would weigh, for check
     mode when the rollout tag is not cut yet: the real bundle adds the tag object
     (a few hundred bytes). Writes only a temporary file. Returns (bytes, objects,
@@ -333,7 +421,7 @@ def preview(repo_path, commit, haves):
     handle, path = tempfile.mkstemp(suffix=".bundle")
     os.close(handle)
     try:
-        info = write_tag_bundle(repo, "preview", commit, known_commits(repo, haves), path)
+        info = write_tag_bundle(repo, "preview", commit, haves, path, submodules)
         return os.path.getsize(path), info["objects"], info["prerequisites"]
     finally:
         os.unlink(path)

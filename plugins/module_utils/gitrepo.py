@@ -20,6 +20,8 @@ __metaclass__ = type
 
 import collections
 import datetime
+import io
+import posixpath
 import getpass
 import hashlib
 import os
@@ -34,7 +36,8 @@ from ansible_collections.gitdeploy.rollout.plugins.module_utils import tagging
 
 try:
     from dulwich.client import get_transport_and_path
-    from dulwich.errors import NotGitRepository
+    from dulwich.config import ConfigFile, parse_submodules
+    from dulwich.errors import NotGitRepository, NotTreeError
     from dulwich.objects import Commit, Tag
     from dulwich.objectspec import parse_commit
     from dulwich.repo import Repo
@@ -268,6 +271,72 @@ def fetch_cache(source):
     return refs
 
 
+def module_url(base, url):
+    """A submodule's URL from ``.gitmodules``: relative ones (``./``, ``../``) are relative to
+    ``base``, the URL of the repository that names it (as ``git submodule`` resolves them)."""
+    if not (url.startswith("./") or url.startswith("../")):
+        return url
+    parts = urlsplit(base)
+    if parts.scheme and parts.netloc:
+        path = posixpath.normpath(posixpath.join(parts.path.rstrip("/"), url))
+        return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+    if ":" in base and not base.startswith("/") and "://" not in base:  # scp-like host:path
+        host, _sep, path = base.partition(":")
+        return "%s:%s" % (host, posixpath.normpath(posixpath.join(path.rstrip("/"), url)))
+    return posixpath.normpath(posixpath.join(base.rstrip("/"), url))
+
+
+def pinned_modules(repo, commit):
+    """``[(path, name, url, commit)]`` (text) of the submodules ``commit`` (bytes) pins: the
+    entries of its ``.gitmodules`` whose path is a gitlink of its tree."""
+    tree = repo.object_store[repo[commit].tree]
+    try:
+        _mode, blob = tree[b".gitmodules"]
+    except KeyError:
+        return []
+    config = ConfigFile.from_file(io.BytesIO(repo.object_store[blob].data))
+    found = []
+    for path, url, name in parse_submodules(config):
+        try:
+            mode, sha = tree.lookup_path(repo.object_store.__getitem__, path)
+        except (KeyError, NotTreeError):
+            continue
+        if mode & 0o170000 == 0o160000:
+            found.append((_s(path), _s(name), _s(url), sha))
+    return found
+
+
+def fetch_modules(source, commit):
+    """Bring the submodules ``commit`` (hex) pins, nested ones too, into caches of their URLs
+    kept in ``<cache>/modules/<name>`` of the cache ``source`` (where the bundle builder finds
+    them): the controller reads each submodule's URL, the targets never do. Returns the
+    submodule paths fetched."""
+    pending = [(source.repo, source.path, source.url, "", _b(commit))]
+    fetched, opened = [], []
+    try:
+        while pending:
+            repo, path, url, prefix, sha = pending.pop(0)
+            for sub_path, name, sub_url, pinned in pinned_modules(repo, sha):
+                check_relative_name(name)
+                cache = open_cache(module_url(url, sub_url), os.path.join(path, "modules", name))
+                opened.append(cache)
+                fetched.append(prefix + sub_path)
+                if pinned in cache.repo.object_store:
+                    pending.append((cache.repo, cache.path, cache.url, prefix + sub_path + "/", pinned))
+    finally:
+        for cache in opened:
+            cache.close()
+    return fetched
+
+
+def check_relative_name(name):
+    """A submodule name from ``.gitmodules`` used as a directory name under the cache."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise GitError("submodule name %r in .gitmodules is not a safe relative name: rename the submodule" % name)
+    return name
+
+
 # -- reading ---------------------------------------------------------------
 
 def head_commit(source):
@@ -281,7 +350,8 @@ def head_commit(source):
 
 
 def require_commits(source):
-    if head_commit(source) is None and not tag_refs(source.repo):
+    branches = [name for name in source.repo.refs.allkeys() if name.startswith(HEADS)]
+    if head_commit(source) is None and not tag_refs(source.repo) and not branches:
         if source.cache:
             raise GitError("the repository %s has no commits: push something to it first." % redact(source.url),
                            repo=source.path)
@@ -464,11 +534,54 @@ def dirty_paths(repo):
     for key, label in labels:
         for path in status.staged.get(key, []):
             found.append("%s: %s" % (label, os.fsdecode(path)))
+    modules = _index_gitlinks(repo)
     for path in status.unstaged:
-        found.append("modified: %s" % os.fsdecode(path))
+        if _b(path) not in modules:
+            found.append("modified: %s" % os.fsdecode(path))
     for path in status.untracked:
-        found.append("untracked: %s" % os.fsdecode(path))
+        if _b(path).rstrip(b"/") not in modules:
+            found.append("untracked: %s" % os.fsdecode(path))
+    for path, pinned in sorted(modules.items()):
+        state = _module_state(repo, path, pinned)
+        if state:
+            found.append("modified: %s (%s)" % (os.fsdecode(path), state))
     return found
+
+
+def _index_gitlinks(repo):
+    """{path: commit} (bytes) of the submodules the index pins."""
+    try:
+        index = repo.open_index()
+    except Exception:  # pylint: disable=broad-except
+        return {}
+    found = {}
+    for path, entry in index.items():
+        mode, sha = getattr(entry, "mode", None), getattr(entry, "sha", None)
+        if mode is not None and mode & 0o170000 == 0o160000:
+            found[path] = sha
+    return found
+
+
+def _module_state(repo, path, pinned):
+    """What ``git status`` says of a checked-out submodule: None when it is at ``pinned`` and
+    clean (or not checked out), else "new commits" or "modified content"."""
+    work = os.path.join(os.fsdecode(repo.path), os.fsdecode(path))
+    if not os.path.exists(os.path.join(work, ".git")):
+        return None
+    try:
+        sub = Repo(work)
+    except (NotGitRepository, OSError):
+        return None
+    try:
+        try:
+            head = sub.head()
+        except KeyError:
+            return "new commits"
+        if head != pinned:
+            return "new commits"
+        return "modified content" if dirty_paths(sub) else None
+    finally:
+        sub.close()
 
 
 def identity(repo, user, hostname):
@@ -764,6 +877,27 @@ def tag_rollout(source, env, prefix=None, ref=None, message=None,
     if do_push:
         result["pushed"] = _push(source, label, url, name, result)
     return result
+
+
+def publish_tag(source, remote, name):
+    """Push rollout tag ``name``, cut earlier by :func:`tag_rollout` with ``push=False``:
+    ``(pushed, url)``; ``url`` is None when there are no remote actions (no remote, or
+    ``remote: none``) and the tag stays local. A failed push is a GitError; the tag is kept."""
+    label, url = _remote(source, remote, [])
+    if not url:
+        return False, None
+    return _push(source, label, url, name, {}), redact(url)
+
+
+def drop_tag(source, name):
+    """Delete ``refs/tags/<name>`` from the controller's repository - the tag of a rollout that
+    stopped before anything went live, never pushed: it must not count as the environment's
+    last rollout. True if it was there."""
+    refname = TAGS + _b(name)
+    sha = source.repo.refs.read_ref(refname)
+    if not sha:
+        return False
+    return bool(source.repo.refs.remove_if_equals(refname, sha))
 
 
 def _remote_lacks(source, url, name, warnings):

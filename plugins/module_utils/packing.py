@@ -213,6 +213,34 @@ class _PackFile:
             self._table = None
 
 
+class Stores:
+    """Several dulwich object stores read as one - a repository and its submodules'
+    repositories: an object id names the same object in each of them."""
+
+    def __init__(self, stores):
+        self.stores = list(stores)
+        self.packs = [pack for store in self.stores for pack in store.packs]
+
+    def get_raw(self, sha):
+        for store in self.stores:
+            try:
+                return store.get_raw(sha)
+            except KeyError:
+                continue
+        raise KeyError(sha)
+
+    def _iter_loose_objects(self):
+        for store in self.stores:
+            yield from getattr(store, "_iter_loose_objects", lambda: ())()
+
+    def holder(self, sha):
+        """The first store that has hex ``sha``, or None."""
+        for store in self.stores:
+            if sha in store:
+                return store
+        return None
+
+
 class Reader:
     """Objects of a dulwich object store, resolved from its packs with a bounded cache."""
 
@@ -222,6 +250,10 @@ class Reader:
         self._cache = OrderedDict()
         self._cached = 0
         self._limit = cache_bytes
+
+    def add_packs(self, packs):
+        """Read dulwich ``packs`` too (the packs of another store that ``store`` reads)."""
+        self.packs.extend(_PackFile(pack) for pack in packs)
 
     def close(self):
         for pack in self.packs:
@@ -397,9 +429,8 @@ def _add_tree(reader, root, seen):
                 stack.append(sha)
 
 
-def plan(reader, want, haves):
-    """The :class:`Plan` bringing hex ``want`` (a tag object or commit) to a target that has
-    the commits ``haves`` (hex ids known to the repository) and everything below them."""
+def _peel(reader, want):
+    """``(tag objects, commit)`` of hex ``want``, a commit or a chain of tags ending in one."""
     tags, sha = [], want
     while True:
         kind, data = reader.raw(sha)
@@ -409,6 +440,18 @@ def plan(reader, want, haves):
         sha = data[7:47]  # "object <id>"
     if kind != COMMIT:
         raise PackError("%s does not peel to a commit" % want.decode("ascii"))
+    return tags, sha
+
+
+def peel(reader, want):
+    """The commit (hex) hex ``want`` peels to."""
+    return _peel(reader, want)[1]
+
+
+def plan(reader, want, haves):
+    """The :class:`Plan` bringing hex ``want`` (a tag object or commit) to a target that has
+    the commits ``haves`` (hex ids known to the repository) and everything below them."""
+    tags, sha = _peel(reader, want)
     commits, prerequisites = missing_commits(reader, sha, haves)
     remote = set()
     for boundary in sorted(prerequisites):
@@ -420,6 +463,43 @@ def plan(reader, want, haves):
         _add_tree(reader, _commit_fields(reader.raw(commit)[1])[0], send)
     send.difference_update(remote)
     return Plan(send, commits, prerequisites, remote)
+
+
+def gitlinks(reader, commit):
+    """The submodules hex ``commit`` pins, ``[(path, commit id)]`` in tree order: the gitlinks
+    of its tree, when the tree has a ``.gitmodules`` (without one git checks out no submodule)."""
+    root = _commit_fields(reader.raw(commit)[1])[0]
+    top = parse_tree(reader.raw(root)[1], 20)
+    if not any(name == b".gitmodules" for name, _mode, _sha in top):
+        return []
+    found, stack = [], [(b"", top)]
+    while stack:
+        prefix, entries = stack.pop()
+        for name, mode, sha in entries:
+            kind = mode & _S_IFMT
+            if kind == _S_IFGITLINK:
+                found.append((prefix + name, sha))
+            elif kind == _S_IFDIR:
+                stack.append((prefix + name + b"/", parse_tree(reader.raw(sha)[1], 20)))
+    return sorted(found)
+
+
+def merge(plans):
+    """One :class:`Plan` bringing what each of ``plans`` brings (a repository's and its
+    submodules': unrelated histories in one pack)."""
+    send, commits, prerequisites, remote = set(), [], set(), set()
+    for one in plans:
+        send |= one.send
+        commits.extend(one.commits)
+        prerequisites.update(one.prerequisites)
+        remote |= one.remote
+    send -= remote
+    seen, unique = set(), []
+    for sha in commits:
+        if sha not in seen:
+            seen.add(sha)
+            unique.append(sha)
+    return Plan(send, unique, sorted(prerequisites), remote)
 
 
 # -- deltas against the previous version of a path ------------------------------------

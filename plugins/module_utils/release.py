@@ -32,6 +32,7 @@ __metaclass__ = type
 
 import calendar
 import errno
+import hashlib
 import json
 import os
 import re
@@ -203,6 +204,17 @@ def parse_name_status(output, exclude=()):
     return result
 
 
+def parse_gitlinks(output):
+    """``[(path, commit)]`` of the gitlinks (mode 160000) in ``git ls-tree -r -z`` output."""
+    found = []
+    for record in output.split("\0"):
+        meta, _tab, path = record.partition("\t")
+        fields = meta.split()
+        if len(fields) == 3 and fields[0] == "160000" and fields[1] == "commit" and path:
+            found.append((path, fields[2]))
+    return found
+
+
 def link_target(tag):
     """What ``current`` points at for ``tag`` (relative to the root)."""
     return os.path.join("releases", check_name(tag, "tag"))
@@ -332,8 +344,9 @@ class ReleaseTree:
     """
 
     def __init__(self, root, run_command, git="git", check_mode=False,
-                 deploy_file_name=DEFAULT_DEPLOY_FILE, hook_dir=DEFAULT_HOOK_DIR):
+                 deploy_file_name=DEFAULT_DEPLOY_FILE, hook_dir=DEFAULT_HOOK_DIR, submodules=True):
         self.layout = Layout(root)
+        self.submodules = submodules
         self._run = run_command
         self.git_bin = git
         self.check_mode = check_mode
@@ -558,7 +571,8 @@ class ReleaseTree:
 
     # -- strategy releases: prepare -------------------------------------------
     def checkout(self, commit, work_tree, index, subtree=None):
-        """Write the tree of ``commit`` (or its ``subtree``) into ``work_tree``, no .git."""
+        """Write the tree of ``commit`` (or its ``subtree``) into ``work_tree``, no .git; with
+        ``submodules`` (and no ``subtree``), the submodules it pins too, at their commits."""
         if subtree:
             args = ["read-tree", "--prefix=%s/" % subtree, "%s:%s" % (commit, subtree)]
         else:
@@ -570,6 +584,53 @@ class ReleaseTree:
         finally:
             if os.path.lexists(index):
                 os.unlink(index)
+        if self.submodules and not subtree:
+            self.checkout_modules(commit, work_tree, index)
+
+    def gitlinks(self, commit):
+        """The submodules ``commit`` pins, ``[(path, commit)]``: the gitlinks of its tree when
+        it has a ``.gitmodules`` (as the controller's bundle builder reads them)."""
+        rc, _out, _err = self.git(["cat-file", "-e", "%s:.gitmodules" % commit], check=False)
+        if rc != 0:
+            return []
+        _rc, out, _err = self.git(["ls-tree", "-r", "-z", "--full-tree", commit],
+                                  what="listing the submodules of %s" % commit)
+        return parse_gitlinks(out)
+
+    def checkout_modules(self, commit, work_tree, index, update=False):
+        """Write each submodule ``commit`` pins (nested too) into its directory of ``work_tree``.
+        With ``update`` (strategy in_place) each submodule keeps an index next to ``index`` and
+        is updated the way its tree changed (files it no longer has go)."""
+        pending = [(work_tree, path, sha) for path, sha in self.gitlinks(commit)]
+        real_tree = os.path.realpath(work_tree)
+        while pending:
+            parent, path, sha = pending.pop(0)
+            dest = os.path.join(parent, path)
+            rc, _out, _err = self.git(["cat-file", "-e", "%s^{commit}" % sha], check=False)
+            if rc != 0:
+                raise ReleaseError(
+                    "submodule %s is pinned at commit %s, which is not in %s: deliver the tag with its submodules "
+                    "(git_deploy_submodules: true), or deploy without them (git_deploy_submodules: false)"
+                    % (os.path.relpath(dest, work_tree), sha, self.layout.repo))
+            if not os.path.isdir(dest):
+                os.makedirs(dest)
+            if not (os.path.realpath(dest) + "/").startswith(real_tree + "/"):
+                raise ReleaseError("submodule %s leaves the tree %s through a symlink: nothing was written there"
+                                   % (os.path.relpath(dest, work_tree), work_tree))
+            sub_index = "%s.%s" % (index, hashlib.sha1(os.path.relpath(dest, work_tree).encode("utf-8")).hexdigest())
+            try:
+                if update:
+                    self.git(["read-tree", "-u", "--reset", sha], work_tree=dest, index=sub_index,
+                             what="checking out submodule %s at %s" % (path, sha))
+                else:
+                    self.git(["read-tree", sha], work_tree=dest, index=sub_index,
+                             what="reading the tree of submodule %s at %s" % (path, sha))
+                    self.git(["checkout-index", "-a", "-f"], work_tree=dest, index=sub_index,
+                             what="writing submodule %s at %s into %s" % (path, sha, dest))
+            finally:
+                if not update and os.path.lexists(sub_index):
+                    os.unlink(sub_index)
+            pending.extend((dest, sub, pinned) for sub, pinned in self.gitlinks(sha))
 
     def shared_link_ok(self, release_dir, rel):
         path = os.path.join(release_dir, rel)
@@ -889,6 +950,8 @@ class ReleaseTree:
         index = self.in_place_index
         self.git(["read-tree", "-u", "--reset", commit], work_tree=current, index=index,
                  what="checking out %s into %s" % (commit, current))
+        if self.submodules:
+            self.checkout_modules(commit, current, index, update=True)
         # read-tree leaves alone files whose blob did not change: restore local edits of those too.
         self.git(["update-index", "-q", "--refresh"], work_tree=current, index=index, check=False)
         _rc, out, _err = self.git(["diff-files", "--name-only", "-z", "--ignore-submodules"],

@@ -6,7 +6,7 @@
 
 A rollout runs in steps, each a barrier every host passes before any goes on::
 
-    deploy: start -> lock -> tag -> prepare -> switch (batch by batch) -> sync -> post-sync -> finish -> report
+    deploy: start -> lock -> tag -> prepare -> push -> switch (batch by batch) -> sync -> post-sync -> finish -> report
     revert: start -> lock -> choose -> prepare -> switch (batch by batch) -> finish -> report
 
 Two records carry it, both plain dicts (they travel as Ansible registered results):
@@ -40,11 +40,15 @@ DEPLOY = "deploy"
 REVERT = "revert"
 ACTIONS = (DEPLOY, REVERT)
 
-# Where a failure can happen, in the order a rollout passes them.
-PHASES = ("start", "lock", "choose", "tag", "prepare", "pre-sync", "switch", "sync", "post-sync", "finish")
+# Where a failure can happen, in the order a rollout passes them (push: the tag upstream,
+# once every host is prepared).
+PHASES = ("start", "lock", "choose", "tag", "prepare", "pre-sync", "push", "switch", "sync", "post-sync", "finish")
 # A failure in one of these stops the rollout whatever max_failures says: nothing is live
-# yet (lock, choose, tag, prepare, pre-sync), or the failure is the environment's (sync).
-FATAL = ("start", "lock", "choose", "tag", "prepare", "pre-sync", "sync")
+# yet (lock, choose, tag, prepare, pre-sync, push), or the failure is the environment's
+# (sync).
+FATAL = ("start", "lock", "choose", "tag", "prepare", "pre-sync", "push", "sync")
+# What the push step does with the rollout tag (tag_fate).
+PUSH, DROP, KEEP = "push", "drop", "keep"
 CONTROLLER = "controller"
 
 SUCCESS = "success"
@@ -172,6 +176,18 @@ def aborted(rollout, found):
 
 def first_failure(found):
     return found[0] if found else None
+
+
+def tag_fate(rollout, found):
+    """What becomes of the tag the tag step cut, once every host is prepared: PUSH it upstream;
+    DROP it when the rollout stopped before anything went live (git-deploy cuts no tag when
+    pre-sync fails, so it never counts as the environment's last rollout); KEEP it as it is
+    when this rollout did not cut it (an existing tag reused, a no-op, check mode)."""
+    if rollout.get("noop") or not rollout.get("tag"):
+        return KEEP
+    if aborted(rollout, found):
+        return DROP if rollout.get("tag_created") else KEEP
+    return PUSH
 
 
 # -- no-op, resume ----------------------------------------------------------------------
@@ -417,6 +433,9 @@ def summary_lines(rollout, fleet, outcome):
         live = state.get("live_tag") or (state.get("probe") or {}).get("live_tag") or "-"
         lines.append("%-12s %-28s %-10s %s" % (host, live, status, " ".join(
             ("%8.2fs" % took[s]) if s in took else "%9s" % "-" for s in steps)))
+    if rollout.get("tag_dropped"):
+        lines.append("%s was deleted from the controller's repository, never pushed: the rollout stopped before "
+                     "anything went live, so it is not a rollout of %s." % (rollout.get("tag"), rollout.get("env")))
     return lines
 
 

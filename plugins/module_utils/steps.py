@@ -67,7 +67,8 @@ class Step:
         self.layout = Layout(params["root"], params.get("lock_dir"))
         self.tree = ReleaseTree(params["root"], run_command, git=git, check_mode=check_mode,
                                 deploy_file_name=params.get("deploy_file_name") or ".deploy",
-                                hook_dir=params.get("hook_dir") or "deploy")
+                                hook_dir=params.get("hook_dir") or "deploy",
+                                submodules=params.get("submodules", True) is not False)
         self.store = Store(self.layout.repo, run_command, git)
         self.warnings = []
         self.notes = []

@@ -18,9 +18,13 @@ __metaclass__ = type
 import hashlib
 import os
 import re
+import subprocess
 
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "LANG": "C"}
 INCOMING = "refs/git-deploy/incoming/"
+# The submodule commits a bundle brings, one ref each (they keep them from gc, and the
+# next rollout's bundle leaves out what they reach).
+MODULES = "refs/git-deploy/modules/"
 ZERO = "0" * 40
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 CHUNK = 1024 * 1024
@@ -103,6 +107,21 @@ class Store:
                              rc=rc, stdout=out, stderr=err, cmd=cmd)
         return rc, out.strip()
 
+    def _from_file(self, cmd, path, offset):
+        """Run ``cmd`` (a list, no shell) with ``path`` from ``offset`` on its standard input:
+        ``(rc, stderr)``."""
+        env = dict(os.environ, **GIT_ENV)
+        with open(path, "rb", buffering=0) as stdin:
+            stdin.seek(offset)
+            try:
+                # run_command takes its input as bytes only: a first delivery's pack would be read into memory.
+                proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
+                    cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+            except OSError as exc:
+                return 127, str(exc)
+            _out, err = proc.communicate()
+        return proc.returncode, err.decode("utf-8", "replace")
+
     def init(self):
         """Create the bare repository if it is missing; True when it was created."""
         if self.exists:
@@ -168,16 +187,21 @@ class Store:
         self.check_bundle(bundle, size, sha256)
         self.init()
         self.git("bundle", "verify", "-q", bundle)
-        obj = self.index_bundle(bundle, tag)
+        obj, modules = self.index_bundle(bundle, tag)
         incoming = INCOMING + tag
         self.git("update-ref", "-m", "git_deploy_push", incoming, obj, ZERO)
         try:
-            # What git fetch checks after the pack: every object the tag reaches is here.
-            self.git("rev-list", "--objects", "--quiet", incoming, "--not", "--exclude=%s*" % INCOMING, "--all")
+            # What git fetch checks after the pack: every object the tag (and each submodule
+            # commit) reaches is here.
+            self.git(*(["rev-list", "--objects", "--quiet", incoming] + modules
+                       + ["--not", "--exclude=%s*" % INCOMING, "--all"]))
             peeled = self.peeled_commit(incoming)
             if peeled != commit:
                 raise StoreError("bundle tag %s on %s peels to %s, not %s; the tag was not created: rebuild "
                                  "the bundle by re-running the rollout" % (tag, self.path, peeled, commit))
+            for module in modules:
+                if self.peeled_commit(MODULES + module) != module:
+                    self.git("update-ref", "-m", "git_deploy_push", MODULES + module, module)
             self.git("update-ref", "-m", "git_deploy_push", "refs/tags/%s" % tag, obj, ZERO)
         finally:
             self.git("update-ref", "-d", incoming, check=False)
@@ -186,20 +210,21 @@ class Store:
     def index_bundle(self, bundle, tag):
         """Put the bundle's pack in the store with git's object checks (``index-pack --strict``:
         what ``transfer.fsckObjects`` does for a fetch; git before 2.46 does not check the
-        bundles it fetches); returns the object ``refs/tags/<tag>`` names in it. The pack goes
-        to git on its standard input, so it is read into memory once (its size, not more)."""
+        bundles it fetches); returns the object ``refs/tags/<tag>`` names in it and the submodule
+        commits it advertises (``refs/git-deploy/modules/<commit>``). git reads the pack from
+        the bundle file itself, on its standard input: it is never held in this process's memory."""
         with open(bundle, "rb") as handle:
             refs = read_bundle_header(handle)
-            pack = handle.read()
+            start = handle.tell()
         obj = refs.get("refs/tags/%s" % tag)
         if obj is None or not SHA_RE.match(obj):
             raise StoreError("bundle %s carries no refs/tags/%s: rebuild it by re-running the rollout" % (bundle, tag),
                              damaged=True)
+        modules = sorted(sha for name, sha in refs.items() if name == MODULES + sha and SHA_RE.match(sha))
         cmd = [self.git_bin, "--git-dir=%s" % self.path, "index-pack", "--stdin", "--fix-thin", "--strict"]
-        rc, _out, err = self._run(cmd, data=pack, binary_data=True, environ_update=GIT_ENV,
-                                  expand_user_and_vars=False)
+        rc, err = self._from_file(cmd, bundle, start)
         if rc != 0:
             raise StoreError("the objects of %s were refused by git's checks on %s (git index-pack --strict, "
                              "rc=%d): %s. Nothing was changed: inspect the commit on the controller with git fsck"
                              % (tag, self.path, rc, err.strip()[-2000:]), rc=rc, stderr=err)
-        return obj
+        return obj, modules

@@ -65,6 +65,20 @@ options:
       - Defaults to C($XDG_CACHE_HOME/gitdeploy/bundles) or C(~/.cache/gitdeploy/bundles).
       - Entries unused for seven days are removed whenever a new bundle is built.
     type: path
+  submodules:
+    description:
+      - Bring the submodules the tag's commit pins too (nested ones included; when its tree has a C(.gitmodules)).
+        Their commits and what the target lacks of their history travel in the same bundle, each kept on the target
+        as C(refs/git-deploy/modules/<commit>). They are read from the submodules' repositories on the controller
+        (C(.git/modules) of O(repo)); a pinned commit missing there fails, naming the path and commit, before
+        anything is sent.
+    type: bool
+    default: true
+  max_bytes:
+    description:
+      - Refuse a bundle bigger than this many bytes, naming its size, before anything is sent. V(0) - no limit.
+    type: int
+    default: 0
   _mode:
     description:
       - Internal, set by the action plugin; leave unset.
@@ -197,6 +211,8 @@ OPTIONS = dict(
     tag=dict(type="str", required=True),
     commit=dict(type="str", required=True),
     cache_dir=dict(type="path"),
+    submodules=dict(type="bool", default=True),
+    max_bytes=dict(type="int", default=0),
 )
 # Set by the action plugin when it runs this module on the target.
 INTERNAL_OPTIONS = dict(

@@ -252,7 +252,7 @@ def run(module, params):
                          "its own files; remove shared_paths or use strategy: releases" % (params["shared_paths"],))
     tree = ReleaseTree(params["root"], module.run_command, git=module.get_bin_path("git", required=True),
                        check_mode=module.check_mode, deploy_file_name=params["deploy_file_name"],
-                       hook_dir=params["hook_dir"])
+                       hook_dir=params["hook_dir"], submodules=params["submodules"])
     tag, force = params["tag"], params["force"]
     if state == "failed":
         result = tree.mark_failed(tag, commit)
@@ -282,6 +282,7 @@ def main():
             tag=dict(type="str", required=True),
             commit=dict(type="str"),
             strategy=dict(type="str", choices=list(STRATEGIES), default="releases"),
+            submodules=dict(type="bool", default=True),
             state=dict(type="str", choices=list(STATES), default="prepared"),
             deploy_file=dict(type="str"),
             deploy_file_name=dict(type="str", default=DEFAULT_DEPLOY_FILE),

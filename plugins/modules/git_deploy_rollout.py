@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: git_deploy_rollout
-short_description: The controller's steps of a rollout (select, start, gate, tag, choose, sync, publish, report, status)
+short_description: The controller's steps of a rollout (select, start, gate, tag, push, choose, sync, publish, report, status)
 version_added: 0.2.0
 author:
   - gitdeploy.rollout maintainers (@gitdeploy)
@@ -28,9 +28,15 @@ description:
   - O(step=gate) is a barrier and nothing else - every controller step sees every host's state once, and the hosts'
     next step decides from that snapshot (reading every host's variables on every host costs a C(get_vars) per pair of
     hosts).
-  - O(step=tag) cuts and pushes the rollout tag once every host is locked, or finds the deploy a no-op (the tag is
-    live and finished on every host).
-  - O(step=choose) chooses the rollout a revert goes back to from what every host reported when it was locked.
+  - O(step=tag) cuts the rollout tag once every host is locked (or finds the deploy a no-op - the tag is live and
+    finished on every host), and builds the bundle of git objects each host lacks (once per distinct set of objects
+    the hosts have; the hosts' prepare step then only copies it). A bundle above O(max_bundle_bytes) refuses the
+    rollout before any host is touched.
+  - O(step=push) pushes the rollout tag upstream once every host is prepared (its pre-sync hooks passed); when the
+    rollout stopped before that, it deletes the tag it cut instead, so that a failed rollout never counts as the
+    environment's last one (git-deploy cuts no tag when pre-sync fails).
+  - O(step=choose) chooses the rollout a revert goes back to from what every host reported when it was locked, and
+    builds the bundle of each host that lacks that release, as O(step=tag) does.
   - O(step=sync) runs C(deploy/sync/<env>.sync) of the rollout's commit once every host is live.
   - O(step=publish) makes the revert marker C(<tag>_reverted), puts the announcement together (what changed, by whom,
     where, the result) and posts it to O(announce_webhook_url); it prepares the mail for C(community.general.mail).
@@ -46,7 +52,7 @@ options:
     description: The controller step.
     type: str
     required: true
-    choices: [select, start, gate, tag, choose, sync, publish, report, status]
+    choices: [select, start, gate, tag, push, choose, sync, publish, report, status]
   action:
     description: With O(step=start), what the rollout does.
     type: str
@@ -99,6 +105,12 @@ options:
     description: Push the rollout tag (and the revert marker).
     type: bool
     default: true
+  max_bundle_bytes:
+    description:
+      - The largest bundle a host may be sent (O(step=tag), O(step=choose)), in bytes; a bigger one refuses the rollout,
+        naming the host and the size, before any host is touched. V(0) - no limit.
+    type: int
+    default: 0
   new_tag:
     description: Cut a new tag even when the commit is the last rollout's.
     type: bool

@@ -263,6 +263,7 @@ OPTIONS = dict(
     reason=dict(type="str"),
     owner=dict(type="str"),
     strategy=dict(type="str", choices=["releases", "in_place"], default="releases"),
+    submodules=dict(type="bool", default=True),
     deploy_file_name=dict(type="str", default=".deploy"),
     shared_paths=dict(type="list", elements="str", default=[]),
     keep_releases=dict(type="int", default=5),

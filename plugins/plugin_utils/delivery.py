@@ -25,16 +25,41 @@ class DeliveryFailed(Exception):
     """Nothing was delivered; the message says why and what to do."""
 
 
+class TooBig(DeliveryFailed):
+    """The bundle a host needs is bigger than the rollout allows (max_bytes)."""
+
+
+def check_size(size, max_bytes, host):
+    """Refuse a bundle of ``size`` bytes for ``host`` above ``max_bytes`` (0: no limit)."""
+    if max_bytes and size > max_bytes:
+        raise TooBig(
+            "the bundle for %s is %s (%d bytes), above git_deploy_max_bundle_bytes=%d (%s; max_bytes of "
+            "git_deploy_push): nothing was delivered. Raise the limit for this rollout "
+            "(-e git_deploy_max_bundle_bytes=%d), or seed the host's store another way first."
+            % (host, human(size), size, max_bytes, human(max_bytes), size))
+
+
+def human(size):
+    """``size`` bytes, as a person reads them (1.5 MiB)."""
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return ("%d %s" % (value, unit)) if unit == "bytes" else ("%.1f %s" % (value, unit))
+        value /= 1024
+
+
 def needed(store, commit):
     """Whether a target whose store reports ``store`` (haves, commit_present, tag_commit) needs a bundle."""
     return (store or {}).get("tag_commit") != commit
 
 
-def build(repo, tag, commit, store, cache_dir, check_mode, host):
+def build(repo, tag, commit, store, cache_dir, check_mode, host, max_bytes=0, submodules=True):
     """The bundle bringing ``tag`` to a target with ``store``: ``(built, info)``.
 
     ``built`` is a :class:`bundle.Built` (None in check mode when the tag is not cut yet);
-    ``info`` has ``bytes``, ``objects`` and ``prerequisites``.
+    ``info`` has ``bytes``, ``objects`` and ``prerequisites``. A bundle above ``max_bytes``
+    (0: no limit) is :class:`TooBig` (it stays in the cache: raising the limit reuses it).
+    With ``submodules`` the commits the tag pins as submodules travel too.
     """
     store = store or {}
     if store.get("tag_commit") not in (None, commit):
@@ -45,15 +70,17 @@ def build(repo, tag, commit, store, cache_dir, check_mode, host):
         haves.append(commit)
     cache_dir = cache_dir or bundle.default_cache_dir()
     try:
-        built = bundle.tag_bundle(cache_dir, repo, tag, commit, haves)
+        built = bundle.tag_bundle(cache_dir, repo, tag, commit, haves, submodules)
     except bundle.TagMissing as exc:
         if not check_mode:
             raise DeliveryFailed("%s (host %s)" % (exc, host))
         # A check-mode rollout has not cut its tag: weigh the commit instead.
-        size, objects, prerequisites = bundle.preview(repo, commit, haves)
+        size, objects, prerequisites = bundle.preview(repo, commit, haves, submodules)
+        check_size(size, max_bytes, host)
         return None, dict(bytes=size, objects=objects, prerequisites=prerequisites)
     except bundle.BundleError as exc:
         raise DeliveryFailed("%s (host %s)" % (exc, host))
+    check_size(built.size, max_bytes, host)
     return built, dict(bytes=built.size, objects=built.objects, prerequisites=built.prerequisites)
 
 

@@ -135,6 +135,28 @@ def test_pre_sync_failure_on_one_host_switches_no_host(deployment, app):
         record = history(deployment, host)[-1]
         assert (record["result"], record["failed_host"], record["failed_phase"]) == ("failed", "prod2", "pre-sync")
         assert "post-tree-update" not in " ".join(hook_lines(deployment, host)[6:])
+    # git-deploy runs pre-sync before it cuts the tag: the failed rollout's tag was dropped,
+    # never pushed, so the next deploy's "previous" is still tag1.
+    assert prod_tags(app) == [tag1]
+    assert app.git("tag", "-l", "prod-*").split() == [tag1]
+    assert "was deleted from the controller's repository, never pushed" in proc.stdout
+
+
+def test_a_bundle_above_max_bundle_bytes_is_refused_before_any_host_changes(deployment, app):
+    run(deployment, app, "deploy", env="prod")
+    [tag1] = prod_tags(app)
+    app.change("big.bin", os.urandom(64 * 1024).hex() + "\n", "a big file")
+    before = snapshot([deployment.workdir / "roots"])
+    proc = run(deployment, app, "deploy", env="prod", check=False, git_deploy_max_bundle_bytes=20000)
+    assert proc.returncode != 0
+    assert "above git_deploy_max_bundle_bytes=20000" in proc.stdout and "the bundle for prod1 is" in proc.stdout
+    assert "refused" in proc.stdout and "Nothing was changed" in proc.stdout
+    # Nothing changed on any host (no lock left, no history line, no objects), nor upstream, nor locally.
+    assert snapshot([deployment.workdir / "roots"]) == before
+    assert prod_tags(app) == [tag1] and app.git("tag", "-l", "prod-*").split() == [tag1]
+    # Within the limit, the same deploy goes through.
+    run(deployment, app, "deploy", env="prod", git_deploy_max_bundle_bytes=10 * 1024 * 1024)
+    assert all(live(deployment, host) != tag1 for host in PROD)
 
 
 def test_post_sync_failure_rolls_every_host_back(deployment, app):

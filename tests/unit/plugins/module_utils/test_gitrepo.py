@@ -1,8 +1,9 @@
-"""Masking credentials of repository URLs (the rest of gitrepo is tested against real
-repositories in tests/integration/test_tag.py)."""
+"""Masking credentials of repository URLs, and publishing or dropping a rollout tag (the
+rest of gitrepo is tested against real repositories in tests/integration/test_tag.py)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -54,3 +55,52 @@ def test_describe_masks_the_credentials_a_library_quoted(quoted):
     url = "https://u:hunter2@h/x.git"
     text = gitrepo._describe(OSError("cannot reach %s (%s)" % (url, quoted)), url)
     assert "hunter2" not in text and text.startswith("OSError: cannot reach https://***@h/x.git")
+
+
+# -- the tag of a rollout, pushed or dropped after prepare ---------------------------------------
+
+def _git(*args, cwd):
+    return subprocess.run(("git",) + args, cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A checkout with one commit, on main of a bare upstream."""
+    upstream, work = tmp_path / "upstream.git", tmp_path / "work"
+    _git("init", "-q", "--bare", "-b", "main", str(upstream), cwd=tmp_path)
+    _git("init", "-q", "-b", "main", str(work), cwd=tmp_path)
+    for key, value in (("user.name", "T"), ("user.email", "t@example.com")):
+        _git("config", key, value, cwd=work)
+    (work / "app.txt").write_text("one\n")
+    _git("add", ".", cwd=work)
+    _git("commit", "-q", "-m", "one", cwd=work)
+    _git("remote", "add", "origin", str(upstream), cwd=work)
+    _git("push", "-q", "origin", "main", cwd=work)
+    return work, upstream
+
+
+def test_a_tag_cut_without_push_is_published_later_or_dropped(checkout):
+    work, upstream = checkout
+    source = gitrepo.open_checkout(str(work))
+    try:
+        cut = gitrepo.tag_rollout(source, env="prod", push=False, deployed_by="alice", hostname="ctl")
+        assert cut["created"] and not cut["pushed"]
+        assert _git("tag", "-l", cwd=upstream) == ""
+        assert gitrepo.publish_tag(source, "origin", cut["tag"]) == (True, str(upstream))
+        assert _git("tag", "-l", cwd=upstream) == cut["tag"]
+        assert gitrepo.publish_tag(source, "origin", cut["tag"]) == (False, str(upstream))  # there already
+        assert gitrepo.publish_tag(source, "none", cut["tag"]) == (False, None)
+
+        again = gitrepo.tag_rollout(source, env="prod", push=False, deployed_by="alice", hostname="ctl",
+                                    new_tag=True)
+        assert gitrepo.drop_tag(source, again["tag"])
+        assert not gitrepo.drop_tag(source, again["tag"])
+        assert _git("tag", "-l", cwd=work) == cut["tag"]
+    finally:
+        source.close()
+    # The dropped tag is not the environment's last rollout: the next rollout starts from the pushed one.
+    source = gitrepo.open_checkout(str(work))
+    try:
+        assert gitrepo.tag_rollout(source, env="prod", push=False, check_mode=True)["tag"] == cut["tag"]
+    finally:
+        source.close()

@@ -245,6 +245,31 @@ def test_a_rollout_that_never_got_every_lock_leaves_no_record():
     assert not r.leaves_record(make_rollout(refused="no"), [])
 
 
+def test_the_tag_is_pushed_once_every_host_is_prepared_and_dropped_when_the_rollout_stopped():
+    cut = make_rollout(tag_created=True)
+    assert r.tag_fate(cut, []) == r.PUSH
+    # A pre-sync (or prepare) failure stops the rollout before anything is live: git-deploy
+    # cuts no tag then, so the tag this rollout cut goes.
+    assert r.tag_fate(cut, [r.failure("web1", "pre-sync", "no", hook="/h/pre-sync.010")]) == r.DROP
+    assert r.tag_fate(make_rollout(tag_created=True, refused="too big"), []) == r.DROP
+    # A tag this rollout did not cut (reused, or check mode) is never deleted ...
+    assert r.tag_fate(make_rollout(tag_created=False), [r.failure("web1", "prepare", "disk full")]) == r.KEEP
+    # ... but it is pushed when the rollout goes on (a re-run completes a failed push).
+    assert r.tag_fate(make_rollout(tag_created=False), []) == r.PUSH
+    assert r.tag_fate(make_rollout(tag_created=True, noop=True), []) == r.KEEP
+    assert r.tag_fate(make_rollout(tag_created=True, tag=None), []) == r.KEEP
+    dropped = make_rollout(tag_created=True, tag_dropped=True)
+    assert r.summary_lines(dropped, fleet(), r.FAILED)[-1].startswith(
+        "prod-20261203-101500 was deleted from the controller's repository, never pushed")
+    assert "never pushed" not in " ".join(r.summary_lines(make_rollout(), fleet(), r.FAILED))
+    # A push failure comes before anything is live: fatal, whatever max_failures says.
+    tolerant = make_rollout(tag_created=True, max_failures=2)
+    assert r.tag_fate(tolerant, [r.failure(r.CONTROLLER, "push", "refused")]) == r.DROP
+    assert r.aborted(tolerant, [r.failure(r.CONTROLLER, "push", "refused")])
+    assert r.first_failure(r.failures(dict(tolerant, failures=[r.failure(r.CONTROLLER, "push", "x")]), fleet(
+        web1=state("web1", failure=r.failure("web1", "pre-sync", "y"))), HOSTS))["phase"] == "pre-sync"
+
+
 # -- revert -----------------------------------------------------------------------------------
 
 def probes(*entries) -> dict:
