@@ -159,6 +159,25 @@ def test_a_bundle_above_max_bundle_bytes_is_refused_before_any_host_changes(depl
     assert all(live(deployment, host) != tag1 for host in PROD)
 
 
+def test_a_bundle_cache_others_can_write_to_is_refused_before_any_host_changes(deployment, app, tmp_path):
+    """What is in the bundle cache goes to every target: a cache directory another user could
+    write to refuses the rollout (the same check a planted entry meets: test_push.py)."""
+    cache = tmp_path / "xdg"
+    (cache / "gitdeploy" / "bundles").mkdir(parents=True)
+    os.chmod(cache / "gitdeploy" / "bundles", 0o775)
+    before = snapshot([deployment.workdir / "roots"])
+    proc = deployment.playbook("gitdeploy.rollout.deploy", extra_vars={"env": "prod"}, check=False, cwd=app.path,
+                               XDG_CACHE_HOME=str(cache), SYNC_LOG=str(app.path.parent / "sync.log"))
+    assert proc.returncode != 0
+    assert "writable" in proc.stdout and str(cache / "gitdeploy" / "bundles") in proc.stdout, proc.stdout[-3000:]
+    assert snapshot([deployment.workdir / "roots"]) == before
+    assert prod_tags(app) == [] and app.git("tag", "-l", "prod-*") == ""
+    os.chmod(cache / "gitdeploy" / "bundles", 0o700)
+    deployment.playbook("gitdeploy.rollout.deploy", extra_vars={"env": "prod"}, cwd=app.path,
+                        XDG_CACHE_HOME=str(cache), SYNC_LOG=str(app.path.parent / "sync.log"))
+    assert list((cache / "gitdeploy" / "bundles").glob("*.bundle"))
+
+
 def test_post_sync_failure_rolls_every_host_back(deployment, app):
     run(deployment, app, "deploy", env="prod")
     [tag1] = prod_tags(app)
