@@ -1,10 +1,13 @@
 """Unit tests of plugins/module_utils/packing.py: pack entry encoding, the reader, the
 walk (against ``git rev-list --objects``) and the packs (taken in by ``git index-pack``)."""
 
+import mmap
 import os
+import random
 import subprocess
 import sys
 import zlib
+from array import array
 
 import pytest
 
@@ -253,3 +256,25 @@ def test_a_commit_the_target_has_costs_no_walk_of_its_history(repo, store):
         assert len(reads) == 1  # the commit itself: none of the 22 below it
     finally:
         reader.close()
+
+
+def test_offsets_are_sorted_bucket_by_bucket_into_a_compact_array():
+    rng = random.Random(7)
+    for size in (4096, 490 * 1024 * 1024, 5 * 1024 ** 3):
+        values = [rng.randrange(size) for _ in range(5000)] + [0, size - 1]
+        out = packing.sorted_offsets(array("Q", values), size)
+        assert list(out) == sorted(values)
+        assert out.typecode == ("I" if size < 1 << 32 else "Q")
+
+
+def test_pages_of_a_pack_go_back_to_the_page_cache_while_it_is_read(tmp_path):
+    data = tmp_path / "data"
+    data.write_bytes(os.urandom(4 * 1024 * 1024))
+    with open(data, "rb") as handle:
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    assert sum(mapped[i] for i in range(0, len(mapped), mmap.PAGESIZE)) >= 0  # touch every page
+    packing._release(mapped)  # pylint: disable=protected-access
+    assert mapped[:16] == data.read_bytes()[:16]  # still readable: the map is intact
+    mapped.close()
+    packing._release(mapped)  # a closed map: nothing to do  # pylint: disable=protected-access
+    packing._release(None)  # pylint: disable=protected-access
