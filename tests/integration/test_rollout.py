@@ -163,19 +163,20 @@ def test_a_bundle_cache_others_can_write_to_is_refused_before_any_host_changes(d
     """What is in the bundle cache goes to every target: a cache directory another user could
     write to refuses the rollout (the same check a planted entry meets: test_push.py)."""
     cache = tmp_path / "xdg"
-    (cache / "gitdeploy" / "bundles").mkdir(parents=True)
-    os.chmod(cache / "gitdeploy" / "bundles", 0o775)
+    bundles = cache / "gitdeploy" / "bundles"
+    env = {"XDG_CACHE_HOME": str(cache), "SYNC_LOG": str(app.path.parent / "sync.log")}
+    deployment.playbook("gitdeploy.rollout.deploy", extra_vars={"env": "prod"}, cwd=app.path, **env)
+    [tag1] = prod_tags(app)
+    assert list(bundles.glob("*.bundle"))
+    app.change("app.txt", "version 2\n", "version 2")
+    os.chmod(bundles, 0o775)
     before = snapshot([deployment.workdir / "roots"])
     proc = deployment.playbook("gitdeploy.rollout.deploy", extra_vars={"env": "prod"}, check=False, cwd=app.path,
-                               XDG_CACHE_HOME=str(cache), SYNC_LOG=str(app.path.parent / "sync.log"))
+                               **env)
     assert proc.returncode != 0
-    assert "writable" in proc.stdout and str(cache / "gitdeploy" / "bundles") in proc.stdout, proc.stdout[-3000:]
+    assert "writable by its group or by anyone" in proc.stdout and str(bundles) in proc.stdout, proc.stdout[-3000:]
     assert snapshot([deployment.workdir / "roots"]) == before
-    assert prod_tags(app) == [] and app.git("tag", "-l", "prod-*") == ""
-    os.chmod(cache / "gitdeploy" / "bundles", 0o700)
-    deployment.playbook("gitdeploy.rollout.deploy", extra_vars={"env": "prod"}, cwd=app.path,
-                        XDG_CACHE_HOME=str(cache), SYNC_LOG=str(app.path.parent / "sync.log"))
-    assert list((cache / "gitdeploy" / "bundles").glob("*.bundle"))
+    assert prod_tags(app) == [tag1] and app.git("tag", "-l", "prod-*").split() == [tag1]
 
 
 def test_post_sync_failure_rolls_every_host_back(deployment, app):
