@@ -41,7 +41,7 @@ LATER_SPEC = dict((k, OPTIONS[k]) for k in ("step", "lock_first", "batch"))
 SETTINGS = ("root", "env", "lock_dir", "ttl", "block_file", "strategy", "submodules", "deploy_file_name", "shared_paths",
             "keep_releases", "hook_dir", "hook_timeout", "force", "force_lock")
 # What the first step keeps of its options for the steps after it.
-KEPT = SETTINGS + ("reason", "cache_dir", "announce_log_hooks")
+KEPT = SETTINGS + ("reason", "cache_dir", "announce_log_hooks", "lock_wait")
 
 
 class ActionModule(ActionBase):
@@ -196,6 +196,19 @@ class ActionModule(ActionBase):
         module_args.update((k, v) for k, v in extra.items() if v is not None)
         return dict((k, v) for k, v in module_args.items() if v is not None)
 
+    def _wait_for_lock(self, report, args, rollout, state, extra, task_vars, host, started):
+        """git_deploy_lock_wait: while another rollout holds this host's lock, ask again every few
+        seconds (saying who holds it), until it is free or the wait is over."""
+        wait = args.get("lock_wait") or 0
+        while True:
+            pause = decide.lock_wait(report, time.monotonic() - started, wait)
+            if pause is None or self._task.check_mode:
+                return report
+            display.display(decide.lock_wait_line(host, report["state"]["held_by"], time.monotonic() - started, wait))
+            time.sleep(pause)
+            report = self._execute_module(module_name=MODULE, task_vars=task_vars,
+                                          module_args=self._module_args("lock", args, rollout, state, extra))
+
     def _run_on_target(self, step, args, rollout, state, extra, task_vars, host, entry):
         """Run the step module once; None when the host is unreachable (``entry`` says why)."""
         started = time.monotonic()
@@ -212,6 +225,8 @@ class ActionModule(ActionBase):
                         extra.update(delivery.send(self, built, rollout["tag"]))
             report = self._execute_module(module_name=MODULE, task_vars=task_vars,
                                           module_args=self._module_args(step, args, rollout, state, extra))
+            if step == "lock":
+                report = self._wait_for_lock(report, args, rollout, state, extra, task_vars, host, started)
         except AnsibleConnectionFailure as exc:
             entry["note"] = "host unreachable: %s" % exc
             display.display(decide.step_line(host, step, "UNREACHABLE", time.monotonic() - started, entry["note"]))

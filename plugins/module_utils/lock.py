@@ -338,7 +338,8 @@ class Decision:
     ``log``: a line for the target's active log (takeovers and forced releases).
     """
 
-    def __init__(self, action, msg, record=None, previous=None, warnings=None, log=None, existing=None):
+    def __init__(self, action, msg, record=None, previous=None, warnings=None, log=None, existing=None, held=False):
+        self.held = held  # refused only because another rollout holds a live lock: worth waiting for
         self.action = action
         self.msg = msg
         self.record = record
@@ -455,7 +456,7 @@ def _decide_acquire(existing, request, now, path, host, block_reason):
     if request.force:
         msg += (" force=true takes over expired and corrupt locks only; to take over a lock its holder renewed within "
                 "its TTL, use force_lock=true (-e force_lock=true).")
-    return Decision(FAIL, msg, record=existing, existing=existing)
+    return Decision(FAIL, msg, record=existing, existing=existing, held=True)
 
 
 def _decide_release(existing, request, path, host):

@@ -166,7 +166,7 @@ def sorted_offsets(offsets, size):
     list of every offset is ever made (1.7M of them would take 60 MB as Python ints)."""
     kind = "I" if size < 1 << 32 and array("I").itemsize >= 4 else "Q"
     shift = max(0, size.bit_length() - 12)
-    buckets = [array(kind) for _ in range((size >> shift) + 1)]
+    buckets = [array(kind) for _bucket in range((size >> shift) + 1)]
     for value in offsets:
         buckets[value >> shift].append(value)
     out = array(kind)

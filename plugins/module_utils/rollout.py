@@ -58,6 +58,8 @@ UNCHANGED = "unchanged"
 REFUSED = "refused"
 
 STATUS_HISTORY = 10
+# How often a rollout that waits for a lock (git_deploy_lock_wait) asks for it again (seconds).
+LOCK_POLL = 3
 # The steps a host takes part in (lock-first: the first host's lock, before the others').
 HOST_STEPS = ("lock-first", "lock", "prepare", "switch", "post-sync", "finish")
 
@@ -188,6 +190,20 @@ def tag_fate(rollout, found):
     if aborted(rollout, found):
         return DROP if rollout.get("tag_created") else KEEP
     return PUSH
+
+
+def lock_wait(report, waited, wait, poll=LOCK_POLL):
+    """Seconds to wait before asking for a lock again, or None to stop asking: the lock run
+    (``report``) was refused only because another rollout holds the lock, and less than
+    ``wait`` seconds were spent waiting so far (``waited``)."""
+    held_by = (report.get("state") or {}).get("held_by")
+    if not report.get("failure") or not held_by or not wait or waited >= wait:
+        return None
+    return min(poll, wait - waited)
+
+
+def lock_wait_line(host, held_by, waited, wait):
+    return "%s: the lock is held by %s; waiting for it (%.0f of %d s)" % (host, held_by, waited, wait)
 
 
 # -- no-op, resume ----------------------------------------------------------------------

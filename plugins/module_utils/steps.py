@@ -109,9 +109,12 @@ class Step:
                          % (self.layout.lock, self.host, exc, os.path.dirname(self.layout.lock)))
         self.warnings += decision.warnings
         if decision.failed:
+            if decision.held:
+                self.state["held_by"] = lock.describe(decision.record)
             raise Failed("lock", decision.msg)
         self.changed = self.changed or decision.changed
         self.state["locked"] = True
+        self.state["held_by"] = None
         return decision
 
     def hold_lock(self, phase):

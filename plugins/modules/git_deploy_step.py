@@ -133,6 +133,14 @@ options:
   batch:
     description: With O(step=switch), the index of the batch of the rollout's switch batches that switches now.
     type: int
+  lock_wait:
+    description:
+      - With O(step=lock), how long (seconds) to wait for a lock another rollout holds, asking again every few
+        seconds and saying who holds it, before the host fails the lock step naming the holder. V(0) - fail at once.
+      - Only a lock held by a live rollout is waited for; a block file, a corrupt lock or a lock this rollout lost
+        fail at once.
+    type: int
+    default: 0
   cache_dir:
     description:
       - Controller directory of the bundle cache (O(step=prepare)).
@@ -257,6 +265,7 @@ OPTIONS = dict(
     deploy_file=dict(type="str"),
     force=dict(type="bool", default=False),
     force_lock=dict(type="bool", default=False),
+    lock_wait=dict(type="int", default=0),
     lock_dir=dict(type="path"),
     ttl=dict(type="int", default=DEFAULT_TTL),
     block_file=dict(type="path"),

@@ -8,11 +8,13 @@ import os
 import pwd
 import socket
 import subprocess
+import threading
+import time
 
 import pytest
 
 from apprepo import AppRepo
-from conftest import snapshot
+from conftest import BIN, ansible_env, snapshot
 
 PROD = ["prod1", "prod2", "prod3"]
 
@@ -271,6 +273,81 @@ def test_lock_held_on_one_host_stops_the_rollout_everywhere(deployment, app):
     [tag2] = [t for t in prod_tags(app) if t != tag1]
     for host in PROD:
         assert live(deployment, host) == tag2 and not locked(deployment, host)
+
+
+def test_lock_wait_times_out_naming_the_holder_and_changes_nothing(deployment, app):
+    run(deployment, app, "deploy", env="prod")
+    [tag1] = prod_tags(app)
+    app.change("app.txt", "version 2\n", "version 2")
+    lock = plant_lock(deployment, "prod2")
+    planted = lock.read_text()
+    started = time.monotonic()
+    proc = run(deployment, app, "deploy", env="prod", check=False, git_deploy_lock_wait=4)
+    assert proc.returncode != 0
+    assert time.monotonic() - started >= 4  # it did wait
+    assert "prod2: the lock is held by mallory@elsewhere" in proc.stdout and "waiting for it" in proc.stdout
+    assert "gitdeploy.rollout.unlock" in proc.stdout
+    assert lock.read_text() == planted
+    assert not locked(deployment, "prod1") and not locked(deployment, "prod3")  # all or nothing
+    assert prod_tags(app) == [tag1] and all(live(deployment, h) == tag1 for h in PROD)
+
+
+HOLD = """#!/bin/sh
+# Test observation: the first pre-sync that claims <root>/hold says so through the FIFO
+# hold/holding, then holds its rollout (and its locks) until the test writes to hold/release.
+hold="$GIT_DEPLOY_ROOT/hold"
+if [ -d "$hold" ] && mkdir "$hold/claimed" 2>/dev/null; then
+  echo holding > "$hold/holding"
+  read -r _ < "$hold/release"
+fi
+"""
+
+
+def read_fifo(path, timeout=120):
+    """What a writer sends through the FIFO ``path`` (waits for it, at most ``timeout`` s)."""
+    got = []
+    reader = threading.Thread(target=lambda: got.append(path.read_text()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return got[0] if got else None
+
+
+def test_lock_wait_lets_a_second_deploy_through_once_the_first_finishes(deployment, app):
+    app.write("deploy/apps/staging/pre-sync.030_hold", HOLD, mode=0o755)
+    app.commit("a hook that can hold a rollout", push=True)
+    hold = deployment.root("staging1") / "hold"
+    hold.mkdir(parents=True)
+    os.mkfifo(hold / "holding")
+    os.mkfifo(hold / "release")
+    env = ansible_env(SYNC_LOG=str(app.path.parent / "sync.log"))
+    playbook = [str(BIN / "ansible-playbook"), "-i", str(deployment.inventory), "gitdeploy.rollout.deploy",
+                "-e", "env=staging"]
+    first = subprocess.Popen(playbook, cwd=app.path, env=env, stdout=subprocess.PIPE, text=True)
+    second = None
+    try:
+        assert read_fifo(hold / "holding") == "holding\n"  # the first rollout is in pre-sync, locked
+        app.change("app.txt", "version 2\n", "version 2")
+        second = subprocess.Popen(playbook + ["-e", "git_deploy_lock_wait=120"], cwd=app.path, env=env,
+                                  stdout=subprocess.PIPE, text=True)
+        seen = []
+        for line in second.stdout:  # until it says that it waits: then the first one may finish
+            seen.append(line)
+            if "the lock is held by" in line:
+                break
+        assert "staging1: the lock is held by" in "".join(seen) and "waiting for it" in "".join(seen), "".join(seen)
+        (hold / "release").write_text("go\n")
+        assert first.wait(timeout=120) == 0
+        rest = second.stdout.read()
+        assert second.wait(timeout=120) == 0, "".join(seen) + rest
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    tags = sorted(t for t in app.upstream_tags() if t.startswith("staging-") and not t.endswith("_reverted"))
+    assert len(tags) == 2
+    assert live(deployment, "staging1") == tags[-1]
+    assert (deployment.root("staging1") / "current" / "app.txt").read_text() == "version 2\n"
+    assert [r["result"] for r in history(deployment, "staging1")] == ["success", "success"]
 
 
 def test_status_shows_drift_and_a_stale_lock(deployment, app):

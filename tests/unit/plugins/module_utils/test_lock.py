@@ -176,6 +176,16 @@ def test_lock_of_another_rollout_refuses_with_everything_the_on_call_needs():
     assert "\n" not in msg
 
 
+def test_only_a_live_lock_of_another_rollout_is_worth_waiting_for():
+    assert decide(holder(), request()).held
+    assert not decide(None, request()).held
+    assert not decide(stale_holder(), request()).held  # taken over
+    assert not decide(lock.CorruptLock("x", "not JSON"), request()).held
+    assert not decide(holder(), request(hold=True)).held  # lost: waiting would not get it back
+    assert not decide(None, request(block_file="/etc/B"), block="freeze").held
+    assert not decide(holder(), request(block_file="/etc/B"), block="freeze").held
+
+
 def test_held_by_message_falls_back_to_requested_env_then_placeholder():
     assert "-e env=staging -e" in lock.held_by_message(holder(env=None), PATH, "web1", env="staging")
     assert "-e env=<env> -e" in lock.held_by_message(holder(env=None, action=None, tag=None), PATH)

@@ -261,7 +261,7 @@ def test_a_commit_the_target_has_costs_no_walk_of_its_history(repo, store):
 def test_offsets_are_sorted_bucket_by_bucket_into_a_compact_array():
     rng = random.Random(7)
     for size in (4096, 490 * 1024 * 1024, 5 * 1024 ** 3):
-        values = [rng.randrange(size) for _ in range(5000)] + [0, size - 1]
+        values = [rng.randrange(size) for _value in range(5000)] + [0, size - 1]
         out = packing.sorted_offsets(array("Q", values), size)
         assert list(out) == sorted(values)
         assert out.typecode == ("I" if size < 1 << 32 else "Q")

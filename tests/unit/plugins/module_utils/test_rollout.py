@@ -367,3 +367,18 @@ def test_rollout_ids_started_in_one_second_never_collide():
     assert len(set(ids)) == len(ids)
     assert all(re.match(r"^20261121T101500Z-[0-9a-f]{12}$", i) for i in ids)
     assert r.rollout_id(moment, awx_job_id=42) == "awx-42"
+
+
+# -- waiting for a lock -----------------------------------------------------------------------
+
+def test_a_lock_is_waited_for_only_while_another_rollout_holds_it_and_time_is_left():
+    held = {"failure": r.failure("web1", "lock", "held"), "state": {"held_by": "mallory@elsewhere"}}
+    assert r.lock_wait(held, 0.4, 10) == r.LOCK_POLL
+    assert r.lock_wait(held, 8.5, 10) == 1.5  # never past the deadline
+    assert r.lock_wait(held, 10.0, 10) is None
+    assert r.lock_wait(held, 0.4, 0) is None  # git_deploy_lock_wait 0: fail at once
+    # Taken, or refused for another reason (a block file, a corrupt lock): no wait.
+    assert r.lock_wait({"failure": None, "state": {"held_by": None}}, 0.4, 10) is None
+    assert r.lock_wait({"failure": r.failure("web1", "lock", "blocked"), "state": {}}, 0.4, 10) is None
+    assert r.lock_wait_line("web1", "mallory@elsewhere (deploy x)", 3.2, 60) == (
+        "web1: the lock is held by mallory@elsewhere (deploy x); waiting for it (3 of 60 s)")
