@@ -38,7 +38,7 @@ HOST = "git_deploy_host"
 STEPS = ("select", "start", "gate", "tag", "push", "choose", "sync", "publish", "report", "status")
 SPEC = dict(
     step=dict(type="str", required=True, choices=list(STEPS)),
-    action=dict(type="str", default="deploy", choices=["deploy", "revert", "status", "unlock"]),
+    action=dict(type="str", default="deploy", choices=["deploy", "revert", "status", "unlock", "freeze", "unfreeze"]),
     env=dict(type="str", default=""),
     prefix=dict(type="str"),
     repo=dict(type="path"),
@@ -77,12 +77,13 @@ SPEC = dict(
     smtp_password=dict(type="str", default="", no_log=True),
     mailed=dict(type="dict"),
     host_settings=dict(type="dict", default={}),
+    all_hosts=dict(type="bool", default=False),
 )
 WEBHOOK_OK = (200, 201, 202, 204)
 # Options never kept in the rollout record (it is every controller step's result): the
 # steps that need them are given them again.
 SECRET = ("repo_url", "announce_webhook_url", "smtp_password")
-NOT_SETTINGS = SECRET + ("step", "action", "mailed", "host_settings")
+NOT_SETTINGS = SECRET + ("step", "action", "mailed", "host_settings", "all_hosts")
 
 
 class StepFailed(Exception):
@@ -203,6 +204,8 @@ class ActionModule(ActionBase):
             env = parsed.prefix
         groups = self.task_vars.get("groups") or {}
         names = sorted(g for g in groups if g not in ("all", "ungrouped"))
+        if env == "all" and self.args["all_hosts"] and groups.get("all"):
+            return {"env": env, "hosts": list(groups["all"])}
         valid = True
         try:
             check_name(env, "env")

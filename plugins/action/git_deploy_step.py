@@ -35,7 +35,10 @@ SPEC = OPTIONS
 # The steps that read the host's settings from their options (module_defaults); the steps
 # after the lock take them from the host's state (templated once per host, not per step),
 # and validate only their own few options.
-FIRST_STEPS = ("lock", "probe", "abort")
+FIRST_STEPS = ("lock", "probe", "abort", "freeze", "unfreeze")
+# The steps that run on every host they are given, whatever the rollout's state, and fail
+# their task when they fail (the playbooks of one step: status, unlock, freeze, unfreeze).
+ALWAYS = ("probe", "abort", "freeze", "unfreeze")
 LATER_SPEC = dict((k, OPTIONS[k]) for k in ("step", "lock_first", "batch"))
 # What a step sends to the target, beyond the host's settings.
 SETTINGS = ("root", "env", "lock_dir", "ttl", "block_file", "strategy", "submodules", "deploy_file_name", "shared_paths",
@@ -90,7 +93,7 @@ class ActionModule(ActionBase):
 
     # -- what this host does ------------------------------------------------------------
     def _step(self, step, args, rollout, fleet, alive, host, state, task_vars, result):
-        if step in ("probe", "abort"):
+        if step in ALWAYS:
             run, reason, extra = True, None, {}
         else:
             name = "lock-first" if step == "lock" and args["lock_first"] else step
@@ -114,7 +117,7 @@ class ActionModule(ActionBase):
                 self._display_warning(warning)
             status = "FAILED" if failure else ("changed" if entry["changed"] else "ok")
             line = decide.step_line(host, step, status, entry["seconds"], entry["note"])
-            if not (step == "abort" and failure) and step != "probe":
+            if not (step in ALWAYS and failure) and step != "probe":
                 display.display(line)
         else:
             failure = None
@@ -123,7 +126,7 @@ class ActionModule(ActionBase):
         result.update(changed=entry["changed"], step=entry, state=state, failure=failure, msg=line)
         if not run:
             result["skipped"] = True
-        if step == "abort" and failure:
+        if step in ALWAYS and step != "probe" and failure:
             return dict(failed=True, msg=failure["msg"], changed=entry["changed"])
         return result
 

@@ -35,6 +35,7 @@ SHARED = "shared"
 STATE = ".git-deploy"
 LOCK = "lock"
 HISTORY = "history.jsonl"
+FREEZE = "freeze"
 LOGS = "logs"
 ACTIVE_LOG = "git-deploy-active.log"
 ARCHIVE_LOG = "git-deploy.log"
@@ -115,6 +116,11 @@ class Layout:
     @property
     def history(self):
         return self._join(STATE, HISTORY)
+
+    @property
+    def freeze(self):
+        """The freeze record: while it exists, no rollout takes this root's lock (freeze.yml)."""
+        return self._join(STATE, FREEZE)
 
     @property
     def logs(self):

@@ -132,7 +132,7 @@ class Request:
 
     def __init__(self, state=PRESENT, deploy_id=None, owner=None, env=None, action=None,
                  tag=None, reason=None, ttl=DEFAULT_TTL, force=False, root=None, block_file=None,
-                 force_lock=False, hold=False):
+                 force_lock=False, hold=False, freeze_file=None):
         self.state = state
         # force_lock: take over another rollout's lock that is still valid (force alone takes
         # over expired and corrupt locks only). hold: this rollout's lock must still be there
@@ -149,6 +149,7 @@ class Request:
         self.force = bool(force)
         self.root = root
         self.block_file = block_file
+        self.freeze_file = freeze_file
 
     def check(self):
         """Raise ValueError with a readable message if the request cannot be served."""
@@ -366,15 +367,50 @@ class Decision:
         return "Decision(%s, %r)" % (self.action, self.msg)
 
 
-def decide(existing, request, now, path, host=None, block_reason=None):
+def decide(existing, request, now, path, host=None, block_reason=None, frozen=None):
     """Map (lock file content, request, now) to a :class:`Decision`; no I/O.
 
     ``existing``: None (no lock file), a record dict, or a :class:`CorruptLock`.
     ``block_reason``: None, or the content of the block file when it exists.
+    ``frozen``: None, or the freeze record (freeze.yml) when there is one.
     """
     if request.state == ABSENT:
         return _decide_release(existing, request, path, host)
+    if frozen is not None and not request.hold and not is_mine(existing, request.deploy_id):
+        # Not even force: a freeze ends with unfreeze.yml. A rollout under way finishes.
+        return Decision(FAIL, frozen_message(frozen, host), record=existing if isinstance(existing, dict) else None,
+                        existing=existing)
     return _decide_acquire(existing, request, now, path, host, block_reason)
+
+
+def frozen_message(record, host=None):
+    """Who froze this host, when and why, and how rollouts resume."""
+    env = record.get("env") or "<env>"
+    return ("Rollouts are frozen on %s since %s by %s: %s. Nothing was changed. They resume after: "
+            "ansible-playbook gitdeploy.rollout.unfreeze -e env=%s"
+            % (host or "this host", record.get("since") or "?", record.get("by") or "?",
+               _one_line(record.get("reason") or "no reason given"), env))
+
+
+def read_freeze(path):
+    """The freeze record at ``path`` (a dict), or None when the host is not frozen. A record
+    that cannot be read still freezes (its content says what is wrong)."""
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(65536)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return {"reason": "(the freeze record %s cannot be read: %s)" % (path, exc.strerror)}
+    try:
+        record = json.loads(raw.decode("utf-8", "replace"))
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        return {"reason": "(the freeze record %s is not JSON: %s)" % (path, _one_line(raw.decode("utf-8", "replace")))}
+    return record
 
 
 def renewed(record, request, now):
@@ -714,17 +750,18 @@ def apply(request, path, log_path=None, check_mode=False, clock=utcnow, host=Non
     host = host or hostname()
     directory = os.path.dirname(path)
     block_reason = read_block(request.block_file) if request.state == PRESENT else None
+    frozen = read_freeze(request.freeze_file) if request.state == PRESENT else None
     if check_mode:
-        return decide(read_lock(path), request, clock(), path, host, block_reason)
+        return decide(read_lock(path), request, clock(), path, host, block_reason, frozen)
     if not os.path.isdir(directory):  # no lock; create the directory only to take one
-        decision = decide(None, request, clock(), path, host, block_reason)
+        decision = decide(None, request, clock(), path, host, block_reason, frozen)
         if decision.action != ACQUIRE:
             return decision
         ensure_dir(directory)
     with dir_mutex(directory) as held:
         clean_leftovers(directory)
         for _attempt in range(ATTEMPTS):
-            decision = decide(read_lock(path), request, clock(), path, host, block_reason)
+            decision = decide(read_lock(path), request, clock(), path, host, block_reason, frozen)
             if decision.action == TAKEOVER and not held:
                 decision = Decision(FAIL, no_mutex_message(decision, path, host), existing=decision.existing,
                                     record=decision.existing if isinstance(decision.existing, dict) else None)

@@ -490,6 +490,7 @@ def status(env, hosts, fleet):
             "corrupt": bool(lock.get("corrupt")),
             "blocked": bool(lock.get("blocked")),
             "block_reason": lock.get("block_reason"),
+            "frozen": probe.get("freeze"),
         })
     live_tags = []
     for row in rows:
@@ -512,6 +513,10 @@ def status_lines(table):
                 if record else "?"
             lock = "locked by " + holder + (" STALE" if row["stale"] else "") + (" CORRUPT" if row["corrupt"] else "")
         flags = (" BLOCKED" if row["blocked"] else "") + (" DIRTY" if row["dirty"] else "")
+        frozen = row.get("frozen")
+        if frozen:
+            flags += " FROZEN by %s since %s: %s" % (
+                frozen.get("by") or "?", frozen.get("since") or "?", frozen.get("reason") or "no reason given")
         lines.append("%-10s live %-26s previous %-26s %s%s" % (row["host"], row["live_tag"] or "-",
                                                                row["previous_tag"] or "-", lock, flags))
     lines.append("history (newest first):")

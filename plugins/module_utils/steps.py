@@ -38,10 +38,11 @@ import time
 from ansible_collections.gitdeploy.rollout.plugins.module_utils import journal, lock
 from ansible_collections.gitdeploy.rollout.plugins.module_utils import rollout as decide
 from ansible_collections.gitdeploy.rollout.plugins.module_utils.layout import Layout, check_name
-from ansible_collections.gitdeploy.rollout.plugins.module_utils.release import ReleaseError, ReleaseTree, check_keep
+from ansible_collections.gitdeploy.rollout.plugins.module_utils.release import (
+    ReleaseError, ReleaseTree, check_keep, write_json)
 from ansible_collections.gitdeploy.rollout.plugins.module_utils.store import Store, StoreError
 
-STEPS = ("probe", "lock", "prepare", "switch", "post-sync", "finish", "abort")
+STEPS = ("probe", "lock", "prepare", "switch", "post-sync", "finish", "abort", "freeze", "unfreeze")
 LOG_LEVELS = {decide.SUCCESS: "notice", decide.ROLLED_BACK: "warning"}
 
 
@@ -95,7 +96,7 @@ class Step:
             action=self.p.get("action"), tag=self.tag, reason=self.p.get("reason") or None,
             ttl=self.p.get("ttl") or lock.DEFAULT_TTL, force=self.p.get("force") if force is None else force,
             force_lock=self.p.get("force_lock"), root=self.layout.root, block_file=self.p.get("block_file") or None,
-            hold=hold).check()
+            hold=hold, freeze_file=self.layout.freeze).check()
 
     def take_lock(self):
         """Take the lock; a refusal is a failure of phase lock."""
@@ -152,6 +153,7 @@ class Step:
         found["store"] = self.store.haves(self.tag, self.p.get("commit"))
         found["lock"] = lock.info(self.layout.lock, self.p.get("block_file") or None, self.p.get("deploy_id"),
                                   host=self.host)
+        found["freeze"] = lock.read_freeze(self.layout.freeze)
         return found
 
     def run_hooks(self, phase, release, action=None, rollout_tag=None, start_tag=None, ignore=False, **extra):
@@ -406,6 +408,35 @@ class Step:
                 "start": self.p.get("start"), "result": "aborted", "end": journal.isoformat(journal.utcnow())})
         self.release_lock(deploy_id=dead or None, force=True)
         self.notes.append("released the lock of rollout %s" % (dead or "?"))
+
+    def do_freeze(self):
+        """Stop every rollout of this host until unfreeze: the freeze record says who, why and since when."""
+        if not (self.p.get("reason") or "").strip():
+            raise Failed("freeze", "say why rollouts stop: -e reason='...' (it is shown to everyone they refuse)")
+        record = {"by": self.p.get("owner") or self.p.get("user") or "?", "reason": self.p.get("reason") or "",
+                  "env": self.p["env"], "since": journal.isoformat(journal.utcnow()), "id": self.p.get("deploy_id")}
+        current = lock.read_freeze(self.layout.freeze)
+        if current is not None:
+            self.notes.append("frozen already, since %s by %s" % (current.get("since") or "?", current.get("by") or "?"))
+            self.state["freeze"] = current
+            return
+        if not self.check_mode:
+            journal.ensure_dir(self.layout.state)
+            write_json(self.layout.freeze, record)
+        self.changed = True
+        self.state["freeze"] = record
+        self.notes.append("frozen: %s" % (record["reason"] or "no reason given"))
+
+    def do_unfreeze(self):
+        current = lock.read_freeze(self.layout.freeze)
+        self.state["freeze"] = None
+        if current is None:
+            self.notes.append("not frozen")
+            return
+        if not self.check_mode:
+            os.unlink(self.layout.freeze)
+        self.changed = True
+        self.notes.append("unfrozen (frozen since %s by %s)" % (current.get("since") or "?", current.get("by") or "?"))
 
     # -- one run -------------------------------------------------------------------------
     def run(self, step):

@@ -56,7 +56,7 @@ options:
   action:
     description: With O(step=start), what the rollout does.
     type: str
-    choices: [deploy, revert, status, unlock]
+    choices: [deploy, revert, status, unlock, freeze, unfreeze]
     default: deploy
   env:
     description: The environment (an inventory group).
@@ -105,6 +105,10 @@ options:
     description: Push the rollout tag (and the revert marker).
     type: bool
     default: true
+  all_hosts:
+    description: With O(step=select), O(env=all) selects every host of the inventory (the freeze playbooks).
+    type: bool
+    default: false
   max_bundle_bytes:
     description:
       - The largest bundle a host may be sent (O(step=tag), O(step=choose)), in bytes; a bigger one refuses the rollout,

@@ -30,6 +30,9 @@ description:
     O(record) to the history, passes O(announce) to the C(log) hooks and releases the lock.
   - O(step=probe) only reports (what the status playbook shows); O(step=abort) is the unlock playbook's step
     (C(post-abort) hooks, an C(aborted) record, the lock released).
+  - O(step=freeze) writes C(.git-deploy/freeze) (who, why - O(reason), required - and since when), and no rollout
+    takes the host's lock until O(step=unfreeze) removes it (the freeze and unfreeze playbooks; not even O(force)
+    overrides it; a rollout already holding the lock finishes).
   - The action plugin decides, for the whole fleet, whether this host takes part in the step (it reads the
     rollout, registered as C(git_deploy_rollout), and every host's state, registered as C(git_deploy_host)); a host
     that does not take part costs no run on the target. It builds and transfers the bundle for O(step=prepare).
@@ -41,7 +44,7 @@ options:
     description: The step to do on this host.
     type: str
     required: true
-    choices: [probe, lock, prepare, switch, post-sync, finish, abort]
+    choices: [probe, lock, prepare, switch, post-sync, finish, abort, freeze, unfreeze]
   env:
     description: The environment (a plain name); the hooks of C(deploy/apps/<env>/) run.
     type: str
@@ -49,7 +52,7 @@ options:
   action:
     description: What the rollout does. Hooks see it as C(GIT_DEPLOY_ACTION).
     type: str
-    choices: [deploy, revert, status, unlock, abort]
+    choices: [deploy, revert, status, unlock, abort, freeze, unfreeze]
     default: deploy
   deploy_id:
     description: The rollout's id (a plain name); the lock is this rollout's when it carries this id.
@@ -254,7 +257,8 @@ OPTIONS = dict(
     step=dict(type="str", required=True, choices=list(STEPS)),
     root=dict(type="path", required=True),
     env=dict(type="str", required=True),
-    action=dict(type="str", default="deploy", choices=["deploy", "revert", "status", "unlock", "abort"]),
+    action=dict(type="str", default="deploy", choices=["deploy", "revert", "status", "unlock", "abort", "freeze",
+                                                       "unfreeze"]),
     deploy_id=dict(type="str"),
     host=dict(type="str"),
     user=dict(type="str"),

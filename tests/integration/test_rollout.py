@@ -350,6 +350,41 @@ def test_lock_wait_lets_a_second_deploy_through_once_the_first_finishes(deployme
     assert [r["result"] for r in history(deployment, "staging1")] == ["success", "success"]
 
 
+def test_freeze_stops_every_rollout_of_its_env_until_unfreeze(deployment, app):
+    run(deployment, app, "deploy", env="prod")
+    [tag1] = prod_tags(app)
+    app.change("app.txt", "version 2\n", "version 2")
+    proc = run(deployment, app, "freeze", env="prod", reason="release freeze until Monday")
+    assert "frozen: release freeze until Monday" in proc.stdout
+    before = snapshot([deployment.workdir / "roots"])
+    for force in (False, True):  # not even force
+        refused = run(deployment, app, "deploy", env="prod", force=force, check=False)
+        assert refused.returncode != 0
+        assert "Rollouts are frozen on " in refused.stdout and "release freeze until Monday" in refused.stdout, (
+            refused.stdout[-3000:])
+        assert "first failure on prod1 in phase lock" in refused.stdout
+        assert "gitdeploy.rollout.unfreeze -e env=prod" in refused.stdout
+        assert snapshot([deployment.workdir / "roots"]) == before and prod_tags(app) == [tag1]
+    status = run(deployment, app, "status", env="prod")
+    assert status.stdout.count("FROZEN by ") == 3 and "release freeze until Monday" in status.stdout
+    # Another environment is not frozen; every host (env=all) is.
+    run(deployment, app, "deploy", env="staging")
+    run(deployment, app, "freeze", env="all", reason="datacenter move")
+    app.change("app.txt", "version 3\n", "version 3")
+    refused = run(deployment, app, "deploy", env="staging", check=False)
+    assert refused.returncode != 0 and "datacenter move" in refused.stdout
+    # prod keeps its own freeze (the first one stands); unfreeze lifts it for the env named.
+    run(deployment, app, "unfreeze", env="prod")
+    run(deployment, app, "deploy", env="prod")
+    assert all(live(deployment, h) != tag1 for h in PROD)
+    assert run(deployment, app, "deploy", env="staging", check=False).returncode != 0
+    run(deployment, app, "unfreeze", env="all")
+    run(deployment, app, "deploy", env="staging")
+    # A freeze needs a reason.
+    bare = run(deployment, app, "freeze", env="prod", check=False)
+    assert bare.returncode != 0 and "say why rollouts stop" in bare.stdout
+
+
 def test_status_shows_drift_and_a_stale_lock(deployment, app):
     run(deployment, app, "deploy", env="prod")
     [tag1] = prod_tags(app)

@@ -186,6 +186,25 @@ def test_only_a_live_lock_of_another_rollout_is_worth_waiting_for():
     assert not decide(holder(), request(block_file="/etc/B"), block="freeze").held
 
 
+def test_a_frozen_host_refuses_every_new_lock_even_with_force_but_not_a_rollout_under_way(tmp_path):
+    frozen = {"by": "alice@ctl", "since": "2026-12-04T09:00:00Z", "reason": "release\nfreeze", "env": "prod"}
+    for req in (request(), request(force=True), request(force_lock=True)):
+        decision = lock.decide(None, req, NOW, PATH, "web1", None, frozen)
+        assert decision.action == lock.FAIL and not decision.held
+        assert decision.msg == ("Rollouts are frozen on web1 since 2026-12-04T09:00:00Z by alice@ctl: release freeze. "
+                                "Nothing was changed. They resume after: ansible-playbook gitdeploy.rollout.unfreeze "
+                                "-e env=prod")
+    assert lock.decide(holder(deploy_id="d2"), request(), NOW, PATH, "web1", None, frozen).action == lock.RENEW
+    assert lock.decide(holder(deploy_id="d2"), request(hold=True), NOW, PATH, "web1", None, frozen).action == lock.RENEW
+    # The record on disk: missing, a record, or something unreadable that still freezes.
+    path = tmp_path / "freeze"
+    assert lock.read_freeze(str(path)) is None and lock.read_freeze(None) is None
+    path.write_text(json.dumps(frozen))
+    assert lock.read_freeze(str(path)) == frozen
+    path.write_text("not json")
+    assert "is not JSON" in lock.read_freeze(str(path))["reason"]
+
+
 def test_held_by_message_falls_back_to_requested_env_then_placeholder():
     assert "-e env=staging -e" in lock.held_by_message(holder(env=None), PATH, "web1", env="staging")
     assert "-e env=<env> -e" in lock.held_by_message(holder(env=None, action=None, tag=None), PATH)

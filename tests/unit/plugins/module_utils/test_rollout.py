@@ -357,6 +357,10 @@ def test_status_table_drift_locks_and_history():
     assert lines[4] == "history (newest first):"
     calm = r.status("prod", ["web1"], {"web1": state("web1", probe={"live_tag": "prod-1"})})
     assert not calm["drift"] and r.status_lines(calm)[0] == "env prod: consistent"
+    frozen = {"by": "alice@ctl", "since": "2026-12-04T09:00:00Z", "reason": "release freeze", "env": "prod"}
+    cold = r.status("prod", ["web1"], {"web1": state("web1", probe={"live_tag": "prod-1", "freeze": frozen})})
+    assert cold["hosts"][0]["frozen"] == frozen
+    assert r.status_lines(cold)[1].endswith("FROZEN by alice@ctl since 2026-12-04T09:00:00Z: release freeze")
 
 
 def test_rollout_ids_started_in_one_second_never_collide():
