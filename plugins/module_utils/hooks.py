@@ -36,6 +36,8 @@ from ansible_collections.gitdeploy.rollout.plugins.module_utils.layout import ch
 PHASES = (
     "pre-start",
     "post-start",
+    "pre-pull",
+    "post-pull",
     "pre-sync",
     "post-tree-update",
     "post-sync",
@@ -642,6 +644,28 @@ def run_phase(source, hook_dir, phase, env, action, cwd=None, rollout_tag=None, 
     summary.update(hook_dir=hooks_root, log_file=log_file,
                    msg=summary["failure"] or describe(summary, phase, env, hooks_root, check_mode))
     return summary
+
+
+def unknown_phases(release, hook_dir, env):
+    """The executable files of ``deploy/apps/{common,<env>}`` in ``release`` whose name does not
+    start with a phase git-deploy knows (``pre-pul.010_x``: a typo that would never run), as
+    paths relative to ``release``. Editor leftovers and non-executable files are not hooks."""
+    hook_dir = check_relative(hook_dir, "hook_dir")
+    base = os.path.join(release, hook_dir, "apps")
+    found = []
+    for prefix in ([COMMON] if env == COMMON else [COMMON, env]):
+        directory = os.path.join(base, prefix)
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(directory, name)
+            if skip_reason(name) or not os.path.isfile(path) or not os.access(path, os.X_OK):
+                continue
+            if not any(name.startswith(phase + ".") for phase in PHASES):
+                found.append(os.path.join(hook_dir, "apps", prefix, name))
+    return found
 
 
 def phases_present(release, hook_dir, env, phases=PHASES):

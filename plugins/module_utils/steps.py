@@ -268,8 +268,13 @@ class Step:
         self.changed = self.changed or len(self.tree.actions) > before
         self.state["release"] = done["release"]
         from ansible_collections.gitdeploy.rollout.plugins.module_utils import hooks
-        self.state["hooks"] = hooks.phases_present(done["release"], self.p.get("hook_dir") or "deploy",
-                                                   self.p["env"]) if os.path.isdir(done["release"]) else []
+        hook_dir = self.p.get("hook_dir") or "deploy"
+        present = os.path.isdir(done["release"])
+        unknown = hooks.unknown_phases(done["release"], hook_dir, self.p["env"]) if present else []
+        if unknown:
+            raise Failed("prepare", "%s in %s: no hook phase is named so, so it would never run (phases: %s). Rename "
+                         "it; nothing live was changed" % (", ".join(unknown), done["release"], ", ".join(hooks.PHASES)))
+        self.state["hooks"] = hooks.phases_present(done["release"], hook_dir, self.p["env"]) if present else []
         self.notes.append("prepared %s in %s" % (tag, done["release"]) if len(self.tree.actions) > before
                           else "%s was prepared already" % tag)
         self.log("prepared %s (%s) in %s" % (tag, commit, done["release"]), "prepare")
@@ -286,9 +291,23 @@ class Step:
         finally:
             os.unlink(path)
 
+    def incoming(self, tag):
+        """Where the hooks of ``tag``'s release are before it goes live (its tree, or the hooks an
+        in_place rollout exported)."""
+        if (self.p.get("strategy") or "releases") == "in_place":
+            return self.tree.hooks_path(tag)
+        return self.layout.release(tag)
+
     def do_switch(self):
         tag = self.tag
         self.hold_lock("switch")
+        _kind, _target, live = self.tree.current_state()
+        if live != tag and os.path.isdir(self.incoming(tag)):
+            # git-deploy's pre-pull, just before this host's live tree changes (out of the load balancer).
+            try:
+                self.run_hooks("pre-pull", self.incoming(tag))
+            except Failed as exc:
+                raise Failed("switch", exc.msg, exc.hook)
         done = self.make_live(tag, self.p.get("commit"), self.p.get("deploy_file"), self.p.get("force"), "switch")
         switched = bool(done.get("changed_current")) or bool(self.p.get("resuming"))
         self.state.update(switched=switched, release=done["release"], live_tag=tag)
@@ -303,6 +322,7 @@ class Step:
         self.notes.append(line)
         self.log(line, "switch")
         try:
+            self.run_hooks("post-pull", done["release"])
             self.run_hooks("post-tree-update", done["release"])
             if self.p.get("action") == decide.REVERT:
                 self.run_hooks("post-reset", done["release"])
@@ -317,6 +337,9 @@ class Step:
         """Put the tag this host started from back (the rollout failed after it switched)."""
         tag, start = self.tag, self.p.get("start_tag")
         if start:
+            if os.path.isdir(self.incoming(start)):
+                self.run_hooks("pre-pull", self.incoming(start), action="rollback", rollout_tag=start, start_tag=tag,
+                               ignore=True)
             try:
                 done = self.make_live(start, None, None, True, "finish")
             except Failed as exc:
@@ -324,7 +347,7 @@ class Step:
                 self.log("rollback to %s failed: %s" % (start, exc.msg), "rollback")
                 return
             self.log("rolled back to %s" % start, "rollback")
-            for phase in ("post-tree-update", "post-reset"):
+            for phase in ("post-pull", "post-tree-update", "post-reset"):
                 self.run_hooks(phase, done["release"], action="rollback", rollout_tag=start, start_tag=tag,
                                ignore=True)
             self.state["live_tag"] = start

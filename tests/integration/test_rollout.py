@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from apprepo import AppRepo
+from apprepo import HOOK, AppRepo
 from conftest import BIN, ansible_env, snapshot
 
 PROD = ["prod1", "prod2", "prod3"]
@@ -225,6 +225,56 @@ def test_serial_batches_share_one_tag_and_switch_in_order(deployment, app):
         assert live(deployment, host) == tags[0], host
     for host in ("prod2", "prod3"):
         assert [line for line in hook_lines(deployment, host) if f" post-tree-update prod deploy {tag2} " in line] == []
+
+
+def test_pre_pull_and_post_pull_run_around_each_hosts_switch(deployment, app):
+    """git-deploy's pre-pull (take the host out of the load balancer) and post-pull, on each
+    host just before and after its live tree changes, batch by batch."""
+    for phase in ("pre-pull", "post-pull"):
+        app.write(f"deploy/apps/prod/{phase}.010_record", HOOK, mode=0o755)
+    app.commit("pull hooks", push=True)
+    run(deployment, app, "deploy", env="prod", git_deploy_serial=[1, "100%"])
+    [tag1] = prod_tags(app)
+    for host in PROD:
+        assert [line.split()[1] for line in hook_lines(deployment, host)] == [
+            "pre-sync", "pre-sync", "pre-pull", "post-pull", "post-tree-update", "post-tree-update",
+            "post-sync", "post-sync"]
+    order = [line.split()[:2] for line in (deployment.workdir / "roots" / "order.log").read_text().splitlines()]
+    pulls = [(host, phase) for host, phase in order if phase in ("pre-pull", "post-pull")]
+    assert pulls[:2] == [("prod1", "pre-pull"), ("prod1", "post-pull")]  # the canary batch first
+    assert sorted(pulls[2:]) == [("prod2", "post-pull"), ("prod2", "pre-pull"), ("prod3", "post-pull"),
+                                 ("prod3", "pre-pull")]
+
+    # A failing pre-pull fails its host before its tree changes; the others go back.
+    app.change("app.txt", "version 2\n", "version 2")
+    (deployment.root("prod2") / "fail-pre-pull").touch()
+    before = {host: len(hook_lines(deployment, host)) for host in PROD}
+    proc = run(deployment, app, "deploy", env="prod", git_deploy_serial=[1, "100%"], check=False)
+    assert proc.returncode != 0
+    assert "first failure on prod2 in phase switch" in " ".join(proc.stdout.split())
+    for host in PROD:
+        assert live(deployment, host) == tag1
+        record = history(deployment, host)[-1]
+        assert (record["result"], record["failed_host"], record["failed_phase"]) == ("rolled_back", "prod2", "switch")
+    new = [line.split()[1] for line in hook_lines(deployment, "prod2")[before["prod2"]:]]
+    assert "pre-pull" in new and "post-pull" not in new and "post-tree-update" not in new
+    rolled = [line.split()[1:4] for line in hook_lines(deployment, "prod1")[before["prod1"]:]]
+    assert ["pre-pull", "prod", "rollback"] in rolled and ["post-pull", "prod", "rollback"] in rolled
+
+
+def test_a_hook_with_an_unknown_phase_fails_the_rollout_before_anything_changes(deployment, app):
+    run(deployment, app, "deploy", env="prod")
+    [tag1] = prod_tags(app)
+    app.write("deploy/apps/prod/pre-pul.010_out_of_the_load_balancer", HOOK, mode=0o755)
+    app.write("deploy/apps/prod/README.md", "not a hook: not executable\n")
+    app.commit("a typo", push=True)
+    proc = run(deployment, app, "deploy", env="prod", check=False)
+    assert proc.returncode != 0
+    assert "deploy/apps/prod/pre-pul.010_out_of_the_load_balancer" in proc.stdout
+    assert "no hook phase is named so" in proc.stdout and "README" not in proc.stdout.split("no hook phase")[0][-300:]
+    for host in PROD:
+        assert live(deployment, host) == tag1
+    assert prod_tags(app) == [tag1]
 
 
 def test_check_mode_changes_nothing_anywhere(deployment, app):

@@ -464,6 +464,17 @@ def test_phases_present_lists_the_phases_a_release_has_hooks_for(release):
     assert hooks.phases_present(str(release), "nowhere", "prod") == []
 
 
+def test_executables_named_after_no_phase_are_found_for_the_env_and_common(release):
+    apps = release / "deploy" / "apps"
+    script(apps / "common" / "pre-pul.010_lb", "exit 0\n")  # a typo: it would never run
+    script(apps / "prod" / "post-pull.010_ok", "exit 0\n")
+    script(apps / "prod" / "NOTES.txt", "not a hook\n", mode=0o644)
+    script(apps / "cows" / "presync.010_other_env", "exit 0\n")
+    assert hooks.unknown_phases(str(release), "deploy", "prod") == [
+        "deploy/apps/common/pre-pul.010_lb", "deploy/apps/prod/pre-syncer"]
+    assert hooks.unknown_phases(str(release), "nowhere", "prod") == []
+
+
 def test_run_phase_discovers_runs_and_describes(tmp_path):
     release = tmp_path / "release"
     hook = release / "deploy" / "apps" / "common" / "post-sync.010_say"
