@@ -53,7 +53,7 @@ options:
       - The phase whose hooks run.
     type: str
     required: true
-    choices: [pre-start, post-start, pre-sync, post-tree-update, post-sync, post-reset, post-abort, log, sync]
+    choices: [pre-start, post-start, pre-pull, post-pull, pre-sync, post-tree-update, post-sync, post-reset, post-abort, log, sync]
   env:
     description:
       - The environment (host group and hook prefix); selects C(apps/<env>/) and
