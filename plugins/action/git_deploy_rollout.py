@@ -341,28 +341,28 @@ class ActionModule(ActionBase):
         distinct store: prepare then only copies it. A bundle that cannot be built (an object
         missing on the controller) or is above max_bundle_bytes refuses the rollout before any
         host is touched."""
-        fleet, commit, sizes = self.rollout["fleet"], self.rollout["commit"], {}
-        if self.args["repo_url"] and any(((fleet.get(h) or {}).get("settings") or {}).get("submodules", True)
-                                         is not False for h in self.rollout["alive"]):
-            error = self.fetch_modules(commit)
-            if error:
-                self.rollout["refused"] = "%s Nothing was changed." % error
-                return ": %s" % error
+        fleet, commit, sizes, fetched = self.rollout["fleet"], self.rollout["commit"], {}, False
         for host in self.rollout["alive"]:
             state = fleet.get(host) or {}
             store = (state.get("probe") or {}).get("store") or {}
             if not (state.get("locked") or state.get("lock_skipped")) or not delivery.needed(store, commit):
                 continue
-            key = (tuple(sorted(store.get("haves") or [])), bool(store.get("commit_present")))
+            settings = state.get("settings") or {}
+            submodules = delivery.submodules_of(settings)
+            key = (tuple(sorted(store.get("haves") or [])), bool(store.get("commit_present")), submodules)
+            if key in sizes:
+                continue
+            if submodules and self.args["repo_url"] and not fetched:
+                # Only now: a rollout whose hosts all have the tag fetches no submodule.
+                fetched, error = True, self.fetch_modules(commit)
+                if error:
+                    self.rollout["refused"] = "%s Nothing was changed." % error
+                    return ": %s" % error
             try:
-                settings = state.get("settings") or {}
-                submodules = settings.get("submodules", True) is not False
-                key += (submodules,)
-                if key not in sizes:
-                    sizes[key] = delivery.build(
-                        self.rollout["repo"], self.rollout["tag"], commit, store, settings.get("cache_dir"),
-                        self._task.check_mode, host, submodules=submodules)[1]["bytes"]
-                delivery.check_size(sizes[key], self.args["max_bundle_bytes"], host)
+                sizes[key] = delivery.build(
+                    self.rollout["repo"], self.rollout["tag"], commit, store, settings.get("cache_dir"),
+                    self._task.check_mode, host, max_bytes=self.args["max_bundle_bytes"],
+                    submodules=submodules)[1]["bytes"]
             except delivery.DeliveryFailed as exc:  # too big, a missing object: before any host is touched
                 self.rollout["refused"] = "%s Nothing was changed." % self.mask(str(exc))
                 return ": %s" % self.mask(str(exc))

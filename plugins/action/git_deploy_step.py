@@ -222,7 +222,7 @@ class ActionModule(ActionBase):
                 if delivery.needed(store, rollout.get("commit")):
                     built, info = delivery.build(rollout.get("repo"), rollout.get("tag"), rollout.get("commit"),
                                                  store, args.get("cache_dir"), self._task.check_mode, host,
-                                                 submodules=args.get("submodules", True) is not False)
+                                                 submodules=delivery.submodules_of(args))
                     entry["bytes"] = info["bytes"]
                     if built is not None and not self._task.check_mode:
                         extra.update(delivery.send(self, built, rollout["tag"]))

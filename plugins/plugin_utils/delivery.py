@@ -48,6 +48,12 @@ def human(size):
         value /= 1024
 
 
+def submodules_of(settings):
+    """Whether a host whose step settings are ``settings`` takes the submodules (the default).
+    The tag step and the host's prepare step ask the same way, so they build the same bundle."""
+    return (settings or {}).get("submodules", True) is not False
+
+
 def needed(store, commit):
     """Whether a target whose store reports ``store`` (haves, commit_present, tag_commit) needs a bundle."""
     return (store or {}).get("tag_commit") != commit

@@ -39,3 +39,8 @@ def test_a_bundle_above_the_limit_is_refused_naming_host_size_and_fix():
 ])
 def test_human_sizes(size, shown):
     assert delivery.human(size) == shown
+
+
+def test_submodules_travel_unless_the_host_turned_them_off():
+    assert delivery.submodules_of({"submodules": True}) and delivery.submodules_of({}) and delivery.submodules_of(None)
+    assert not delivery.submodules_of({"submodules": False})
