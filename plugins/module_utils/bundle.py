@@ -175,7 +175,7 @@ def _worktree_repo(repo, path):
         return None
 
 
-def _with_modules(repo, reader, stores, commit, haves, tag):
+def _with_modules(repo, reader, commit, haves, tag):
     """The plans of the submodules ``commit`` pins (nested too), each a walk of its own
     repository against what the target has of it; and the pinned commits (hex)."""
     plans, pins, opened = [], [], []
@@ -183,13 +183,12 @@ def _with_modules(repo, reader, stores, commit, haves, tag):
     while pending:
         parent, path, sha = pending.pop(0)
         path = parent + path
-        store = stores.holder(sha)
+        store = reader.store.holder(sha)
         if store is None:
             extra = _worktree_repo(repo, path)
             if extra is not None and sha in extra.object_store:
                 opened.append(extra)
-                stores.stores.append(extra.object_store)
-                reader.add_packs(extra.object_store.packs)
+                reader.add_store(extra.object_store)
                 store = extra.object_store
         if store is None:
             raise BundleError(
@@ -223,15 +222,14 @@ def write_tag_bundle(repo, tag, tag_object, haves, path, submodules=True):
     "modules": [hex, ...]}.
     """
     modules = module_repos(repo) if submodules else []
-    stores = packing.Stores([repo.object_store] + [m.object_store for m in modules])
-    reader = packing.Reader(stores)
+    reader = packing.Reader(packing.Stores([repo.object_store] + [m.object_store for m in modules]))
     opened = []
     try:
         plan = packing.plan(reader, tag_object.encode("ascii"), _known(repo.object_store, haves))
         pins = []
         if submodules:
-            plans, pins, opened = _with_modules(repo, reader, stores, packing.peel(reader, tag_object.encode("ascii")),
-                                                haves, tag)
+            plans, pins, opened = _with_modules(repo, reader, packing.peel(reader, tag_object.encode("ascii")), haves,
+                                                tag)
             plan = packing.merge([plan] + plans)
         with open(path, "wb") as handle:
             handle.write(b"# v2 git bundle\n")

@@ -38,7 +38,7 @@ try:
     from dulwich.client import get_transport_and_path
     from dulwich.config import ConfigFile, parse_submodules
     from dulwich.errors import NotGitRepository, NotTreeError
-    from dulwich.objects import Commit, Tag
+    from dulwich.objects import S_ISGITLINK, Commit, Tag
     from dulwich.objectspec import parse_commit
     from dulwich.repo import Repo
 except ImportError:
@@ -301,7 +301,7 @@ def pinned_modules(repo, commit):
             mode, sha = tree.lookup_path(repo.object_store.__getitem__, path)
         except (KeyError, NotTreeError):
             continue
-        if mode & 0o170000 == 0o160000:
+        if S_ISGITLINK(mode):
             found.append((_s(path), _s(name), _s(url), sha))
     return found
 
@@ -557,7 +557,7 @@ def _index_gitlinks(repo):
     found = {}
     for path, entry in index.items():
         mode, sha = getattr(entry, "mode", None), getattr(entry, "sha", None)
-        if mode is not None and mode & 0o170000 == 0o160000:
+        if mode is not None and S_ISGITLINK(mode):
             found[path] = sha
     return found
 

@@ -292,9 +292,10 @@ class Reader:
         self._cached = 0
         self._limit = cache_bytes
 
-    def add_packs(self, packs):
-        """Read dulwich ``packs`` too (the packs of another store that ``store`` reads)."""
-        self.packs.extend(_PackFile(pack) for pack in packs)
+    def add_store(self, store):
+        """Read the dulwich object store ``store`` too (``self.store`` is a :class:`Stores`)."""
+        self.store.stores.append(store)
+        self.packs.extend(_PackFile(pack) for pack in store.packs)
 
     def close(self):
         for pack in self.packs:

@@ -612,11 +612,11 @@ class ReleaseTree:
                     "submodule %s is pinned at commit %s, which is not in %s: deliver the tag with its submodules "
                     "(git_deploy_submodules: true), or deploy without them (git_deploy_submodules: false)"
                     % (os.path.relpath(dest, work_tree), sha, self.layout.repo))
-            if not os.path.isdir(dest):
-                os.makedirs(dest)
             if not (os.path.realpath(dest) + "/").startswith(real_tree + "/"):
                 raise ReleaseError("submodule %s leaves the tree %s through a symlink: nothing was written there"
                                    % (os.path.relpath(dest, work_tree), work_tree))
+            if not os.path.isdir(dest):
+                os.makedirs(dest)
             sub_index = "%s.%s" % (index, hashlib.sha1(os.path.relpath(dest, work_tree).encode("utf-8")).hexdigest())
             try:
                 if update:
