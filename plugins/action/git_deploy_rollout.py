@@ -21,6 +21,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 
 from ansible.module_utils.urls import open_url
 from ansible.plugins.action import ActionBase
@@ -57,6 +58,8 @@ SPEC = dict(
     force=dict(type="bool", default=False),
     serial=dict(type="list", elements="raw", default=[]),
     max_failures=dict(type="int", default=0),
+    canary_wait=dict(type="int", default=0),
+    batch=dict(type="int"),
     rollback_on_failure=dict(type="bool", default=True),
     hook_dir=dict(type="str", default="deploy"),
     hook_timeout=dict(type="int", default=600),
@@ -83,7 +86,7 @@ WEBHOOK_OK = (200, 201, 202, 204)
 # Options never kept in the rollout record (it is every controller step's result): the
 # steps that need them are given them again.
 SECRET = ("repo_url", "announce_webhook_url", "smtp_password")
-NOT_SETTINGS = SECRET + ("step", "action", "mailed", "host_settings", "all_hosts")
+NOT_SETTINGS = SECRET + ("step", "action", "mailed", "host_settings", "all_hosts", "batch")
 
 
 class StepFailed(Exception):
@@ -265,6 +268,7 @@ class ActionModule(ActionBase):
             prefix=args["prefix"] or args["env"], user=args["user"] or controller_user(self.task_vars),
             controller=socket.gethostname(), start=moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
             max_failures=args["max_failures"], rollback_on_failure=args["rollback_on_failure"], failures=[],
+            canary_wait=args["canary_wait"],
             tag=None, commit=None, repo=None, deploy_file=None, previous_tag=None, noop_tag=None,
             announce={"on": list(args["announce_on"]),
                       "project": announce.project_name(args["announce_project"], args["repo_url"], None)})
@@ -305,11 +309,21 @@ class ActionModule(ActionBase):
 
     # -- gate ------------------------------------------------------------------------------
     def step_gate(self):
-        """A barrier: every host finished the step before; the next one decides from what they reported."""
-        found = decide.failures(self.rollout, self.rollout["fleet"], self.rollout["alive"])
+        """A barrier: every host finished the step before; the next one decides from what they reported.
+        Before the second switch batch, the canary (the first) is held git_deploy_canary_wait seconds;
+        ``canary_hold`` tells the role to check it again before the batch switches."""
+        fleet, alive = self.rollout["fleet"], self.rollout["alive"]
+        found = decide.failures(self.rollout, fleet, alive)
         if decide.aborted(self.rollout, found):
-            return {"msg": "the rollout stopped: first failure on %s" % decide.describe_failure(found[0] if found else None)}
-        return {"msg": "%d host(s) go on" % len(self.rollout["alive"])}
+            return {"msg": "the rollout stopped: first failure on %s" % decide.describe_failure(found[0] if found else None),
+                    "canary_hold": False}
+        hold = self.args["batch"] is not None and decide.canary_hold(self.rollout, fleet, alive, self.args["batch"])
+        if hold and not self._task.check_mode:
+            wait = self.rollout["canary_wait"]
+            display.display("holding the canary (%s) %d s before batch %d switches"
+                            % (", ".join(self.rollout["batches"][0]), wait, self.args["batch"] + 1))
+            time.sleep(wait)
+        return {"msg": "%d host(s) go on" % len(alive), "canary_hold": hold}
 
     # -- tag ----------------------------------------------------------------------------
     def step_tag(self):

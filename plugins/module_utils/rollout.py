@@ -42,7 +42,8 @@ ACTIONS = (DEPLOY, REVERT)
 
 # Where a failure can happen, in the order a rollout passes them (push: the tag upstream,
 # once every host is prepared).
-PHASES = ("start", "lock", "choose", "tag", "prepare", "pre-sync", "push", "switch", "sync", "post-sync", "finish")
+PHASES = ("start", "lock", "choose", "tag", "prepare", "pre-sync", "push", "switch", "check", "sync", "post-sync",
+          "finish")
 # A failure in one of these stops the rollout whatever max_failures says: nothing is live
 # yet (lock, choose, tag, prepare, pre-sync, push), or the failure is the environment's
 # (sync).
@@ -61,7 +62,7 @@ STATUS_HISTORY = 10
 # How often a rollout that waits for a lock (git_deploy_lock_wait) asks for it again (seconds).
 LOCK_POLL = 3
 # The steps a host takes part in (lock-first: the first host's lock, before the others').
-HOST_STEPS = ("lock-first", "lock", "prepare", "switch", "post-sync", "finish")
+HOST_STEPS = ("lock-first", "lock", "prepare", "switch", "check", "post-sync", "finish")
 
 
 # -- the plan -------------------------------------------------------------------------
@@ -87,7 +88,8 @@ def plan(hosts, serial=None):
 
 def check_settings(values):
     """A host's settings (role variable name -> value) that a rollout cannot work with raise
-    ValueError saying which and why: the deploy root, the releases to keep, the hook dir."""
+    ValueError saying which and why: the deploy root, the releases to keep, the hook dir, the
+    health checks."""
     if "git_deploy_root" in values:
         root = values["git_deploy_root"]
         if not isinstance(root, str) or not root.startswith("/") or root.strip("/") == "":
@@ -107,6 +109,9 @@ def check_settings(values):
         if not hook_dir or str(hook_dir).startswith("/") or ".." in parts:
             raise ValueError("git_deploy_hook_dir must be a relative path inside the release, without '..' (got %s)"
                              % (hook_dir,))
+    if "git_deploy_checks" in values:
+        from ansible_collections.gitdeploy.rollout.plugins.module_utils import checks
+        checks.normalize(values["git_deploy_checks"])
 
 
 def new_state(host):
@@ -291,12 +296,29 @@ def step_decision(step, rollout, fleet, alive, host, batch=None):
         if batch_of(rollout, host) != batch:
             return False, "switches in batch %s" % ((batch_of(rollout, host) or 0) + 1)
         return True, None
+    if step == "check":
+        if batch_of(rollout, host) != 0:
+            return False, "not in the canary batch"
+        if not state.get("switched"):
+            return False, "did not switch"
+        if not (state.get("settings") or {}).get("checks"):
+            return False, "no git_deploy_checks"
+        return True, None
     if step == "post-sync":
         if not any_hooks(fleet, "post-sync"):
             return False, "the release has no post-sync hooks"
         if not state.get("switched"):
             return False, "did not switch"
     return True, None
+
+
+def canary_hold(rollout, fleet, alive, batch):
+    """Whether the rollout holds before switching ``batch`` (git_deploy_canary_wait): it is the
+    second batch, the first (the canary) switched, and nothing stopped the rollout. After the
+    wait the canary's checks run again, and the next batch switches only if they pass."""
+    return (batch == 1 and float(rollout.get("canary_wait") or 0) > 0 and len(rollout.get("batches") or []) > 1
+            and not aborted(rollout, failures(rollout, fleet, alive))
+            and any((fleet.get(h) or {}).get("switched") for h in rollout["batches"][0]))
 
 
 def needs_rollback(rollout, fleet, alive, host):
@@ -400,6 +422,7 @@ def history_record(rollout, state, outcome, first):
         "failed_phase": first.get("phase", ""),
         "failed_hook": first.get("hook", ""),
         "durations": durations(state),
+        "checks": [dict((k, c.get(k)) for k in ("name", "ok", "tries", "seconds")) for c in state.get("checks") or []],
     }
 
 
@@ -407,7 +430,9 @@ def describe_failure(item):
     if not item:
         return "no failure"
     text = "%s in phase %s" % (item["host"], item["phase"])
-    if item.get("hook"):
+    if item.get("hook") and item["phase"] == "check":
+        text += " (check %s)" % item["hook"]
+    elif item.get("hook"):
         text += " (hook %s)" % item["hook"]
     return text
 
@@ -434,7 +459,8 @@ def summary_lines(rollout, fleet, outcome):
     steps = ["lock", "prepare", "switch", "post-sync", "finish"]
     head = "%s %s of %s to %s: %s" % (rollout.get("action"), rollout.get("id"), rollout.get("tag"),
                                       rollout.get("env"), outcome)
-    lines = [head, "%-12s %-28s %-10s %s" % ("host", "live", "result", " ".join("%9s" % s for s in steps))]
+    lines = [head, "%-12s %-28s %-10s %s  %s" % ("host", "live", "result", " ".join("%9s" % s for s in steps),
+                                                  "checks")]
     for host in rollout.get("hosts") or []:
         state = fleet.get(host) or {}
         took = durations(state)
@@ -447,12 +473,22 @@ def summary_lines(rollout, fleet, outcome):
         else:
             status = "ok"
         live = state.get("live_tag") or (state.get("probe") or {}).get("live_tag") or "-"
-        lines.append("%-12s %-28s %-10s %s" % (host, live, status, " ".join(
-            ("%8.2fs" % took[s]) if s in took else "%9s" % "-" for s in steps)))
+        lines.append("%-12s %-28s %-10s %s  %s" % (host, live, status, " ".join(
+            ("%8.2fs" % took[s]) if s in took else "%9s" % "-" for s in steps), check_cell(state.get("checks"))))
     if rollout.get("tag_dropped"):
         lines.append("%s was deleted from the controller's repository, never pushed: the rollout stopped before "
                      "anything went live, so it is not a rollout of %s." % (rollout.get("tag"), rollout.get("env")))
     return lines
+
+
+def check_cell(results):
+    """The summary's checks column: ``2/2 ok``, ``FAILED <name>``, or ``-`` (none ran)."""
+    if not results:
+        return "-"
+    for item in results:
+        if not item.get("ok"):
+            return "FAILED %s" % item.get("name")
+    return "%d/%d ok" % (len(results), len(results))
 
 
 def outcome_stats(rollout, fleet, alive, outcome):

@@ -15,7 +15,8 @@ the host:
 * ``prepare``: keep (or take) the lock, fetch the transferred bundle, check the release
   out, link shared paths, write the deploy file, run the pre-sync hooks;
 * ``switch``: keep the lock, make the release live, run post-tree-update (and post-reset
-  on a revert);
+  on a revert), then the health checks (git_deploy_checks);
+* ``check``: keep the lock, run the health checks again (the canary, after its wait);
 * ``post-sync``: keep the lock, run the post-sync hooks;
 * ``finish``: roll back if told to, log the outcome, archive the log, append the history
   record, pass the announcement to the log hooks, release the lock;
@@ -42,7 +43,7 @@ from ansible_collections.gitdeploy.rollout.plugins.module_utils.release import (
     ReleaseError, ReleaseTree, check_keep, write_json)
 from ansible_collections.gitdeploy.rollout.plugins.module_utils.store import Store, StoreError
 
-STEPS = ("probe", "lock", "prepare", "switch", "post-sync", "finish", "abort", "freeze", "unfreeze")
+STEPS = ("probe", "lock", "prepare", "switch", "check", "post-sync", "finish", "abort", "freeze", "unfreeze")
 LOG_LEVELS = {decide.SUCCESS: "notice", decide.ROLLED_BACK: "warning"}
 
 
@@ -328,6 +329,41 @@ class Step:
                 self.run_hooks("post-reset", done["release"])
         except Failed as exc:
             raise Failed("switch", exc.msg, exc.hook)
+        self.run_checks(done["release"])
+
+    def run_checks(self, release):
+        """git_deploy_checks, in the release just made live. A failure fails the host (the rollout
+        rolls back), except on a revert: it is reported, and the revert stands."""
+        if not self.p.get("checks"):
+            return
+        # Imported here: a step without checks does not pay for them.
+        from ansible_collections.gitdeploy.rollout.plugins.module_utils import checks
+        try:
+            listed = checks.normalize(self.p["checks"])
+        except ValueError as exc:
+            raise Failed("check", "git_deploy_checks: %s" % exc)
+        if self.check_mode:
+            self.notes.append("would run %d check(s)" % len(listed))
+            return
+        results = checks.run(listed, cwd=release)
+        self.state["checks"] = results
+        for item in results:
+            self.log(checks.describe(item), "check")
+        failed = checks.first_failed(results)
+        if failed is None:
+            self.notes.append("checks %s" % decide.check_cell(results))
+            return
+        msg = "check %s failed on %s: %s" % (failed["name"], self.name, failed["msg"])
+        if self.p.get("action") == decide.REVERT:
+            self.warnings.append("%s (the revert stands: a revert is not undone by its checks)" % msg)
+            self.notes.append("checks %s" % decide.check_cell(results))
+            return
+        raise Failed("check", msg, hook=failed["name"])
+
+    def do_check(self):
+        """The checks again, on a host that switched in an earlier batch (the canary, after its wait)."""
+        self.hold_lock("check")
+        self.run_checks(self.layout.current)
 
     def do_post_sync(self):
         self.hold_lock("post-sync")
@@ -473,7 +509,7 @@ class Step:
         except lock.LockError as exc:
             failure = decide.failure(self.name, step, str(exc))
         seconds = round(time.monotonic() - started, 3)
-        logged = step in ("prepare", "switch", "post-sync")
+        logged = step in ("prepare", "switch", "check", "post-sync")
         if logged and not failure:
             try:
                 self.log("%s done in %.3fs" % (step, seconds), step)

@@ -27,7 +27,8 @@ description:
     checks the tag is a rollout of this environment.
   - O(step=gate) is a barrier and nothing else - every controller step sees every host's state once, and the hosts'
     next step decides from that snapshot (reading every host's variables on every host costs a C(get_vars) per pair of
-    hosts).
+    hosts). Given O(batch=1) after a canary batch switched, it holds O(canary_wait) seconds and returns
+    RV(canary_hold) (the role then runs the canary's checks again).
   - O(step=tag) cuts the rollout tag once every host is locked (or finds the deploy a no-op - the tag is live and
     finished on every host), and builds the bundle of git objects each host lacks (once per distinct set of objects
     the hosts have; the hosts' prepare step then only copies it). A bundle above O(max_bundle_bytes) refuses the
@@ -136,6 +137,13 @@ options:
     description: How many hosts may fail to switch (or in post-sync) before the rollout stops and rolls back.
     type: int
     default: 0
+  canary_wait:
+    description: Seconds O(step=gate) holds before the second switch batch, once the first (the canary) switched.
+    type: int
+    default: 0
+  batch:
+    description: With O(step=gate), the index of the switch batch about to switch.
+    type: int
   rollback_on_failure:
     description: Put every switched host back when the rollout fails.
     type: bool
@@ -270,6 +278,10 @@ hosts:
   elements: str
 mail_ready:
   description: With O(step=publish), whether a mail is to go out through C(community.general.mail).
+  returned: success
+  type: bool
+canary_hold:
+  description: With O(step=gate), whether the canary was held and is to be checked again before this batch.
   returned: success
   type: bool
 rollout_failed:

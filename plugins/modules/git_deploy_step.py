@@ -24,7 +24,10 @@ description:
     finished already is not locked.
   - O(step=prepare) keeps the lock (or takes it, O(take_lock)), fetches the bundle the action plugin transferred,
     checks the release out, links O(shared_paths), writes the deploy file and runs the C(pre-sync) hooks.
-  - O(step=switch) makes the release live and runs C(post-tree-update) (and C(post-reset) on a revert).
+  - O(step=switch) makes the release live and runs C(pre-pull)/C(post-pull) around it, C(post-tree-update) (and
+    C(post-reset) on a revert), then the health O(checks); a failing check fails the host (on a revert it is
+    reported, and the revert stands).
+  - O(step=check) runs the O(checks) again in the live release (the canary, after C(git_deploy_canary_wait)).
   - O(step=post-sync) runs the C(post-sync) hooks of the live release.
   - O(step=finish) rolls the host back if told to (O(rollback)), logs the outcome, archives the log, appends
     O(record) to the history, passes O(announce) to the C(log) hooks and releases the lock.
@@ -44,7 +47,7 @@ options:
     description: The step to do on this host.
     type: str
     required: true
-    choices: [probe, lock, prepare, switch, post-sync, finish, abort, freeze, unfreeze]
+    choices: [probe, lock, prepare, switch, check, post-sync, finish, abort, freeze, unfreeze]
   env:
     description: The environment (a plain name); the hooks of C(deploy/apps/<env>/) run.
     type: str
@@ -96,6 +99,16 @@ options:
     description: Seconds each hook may run before its process group is killed.
     type: int
     default: 600
+  checks:
+    description:
+      - Health checks (the role's C(git_deploy_checks)), in order, stopping at the first failure - each a dict with a
+        C(name) and one of C(command) (a list of arguments, run without a shell in the live release; passes on exit
+        0), C(url) (passes on C(status), default 200, with C(contains) in the body if given) or C(port) (a TCP
+        connection to C(host), default 127.0.0.1), plus C(retries) (0), C(delay) (1) and C(timeout) (seconds per try -
+        command 30, url 10, port 5).
+    type: list
+    elements: dict
+    default: []
   unless_live:
     description: With O(step=lock), a tag; a host where it is live and finished (and not dirty) is not locked.
     type: str
@@ -282,6 +295,7 @@ OPTIONS = dict(
     keep_releases=dict(type="int", default=5),
     hook_dir=dict(type="str", default="deploy"),
     hook_timeout=dict(type="int", default=600),
+    checks=dict(type="list", elements="dict", default=[]),
     unless_live=dict(type="str"),
     take_lock=dict(type="bool", default=False),
     start_tag=dict(type="str"),

@@ -386,3 +386,58 @@ def test_a_lock_is_waited_for_only_while_another_rollout_holds_it_and_time_is_le
     assert r.lock_wait({"failure": r.failure("web1", "lock", "blocked"), "state": {}}, 0.4, 10) is None
     assert r.lock_wait_line("web1", "mallory@elsewhere (deploy x)", 3.2, 60) == (
         "web1: the lock is held by mallory@elsewhere (deploy x); waiting for it (3 of 60 s)")
+
+
+# -- health checks and the canary ---------------------------------------------------------------
+
+CHECKS = {"checks": [{"name": "web", "port": 8080}]}
+
+
+def test_a_failed_check_counts_against_max_failures_and_is_named():
+    failed = r.failure("web1", "check", "check web failed on web1: HTTP 503", hook="web")
+    rollout = make_rollout()
+    assert r.aborted(rollout, [failed]) and not r.aborted(make_rollout(max_failures=1), [failed])
+    assert r.describe_failure(failed) == "web1 in phase check (check web)"
+    assert r.failures(rollout, fleet(web3=state("web3", failure=r.failure("web3", "switch", "x")),
+                                     web1=state("web1", failure=failed)), HOSTS)[0]["phase"] == "switch"
+
+
+def test_the_canary_is_held_before_the_second_batch_only():
+    rollout = make_rollout(serial=[1, "100%"], canary_wait=30)
+    switched = fleet(web2=state("web2", switched=True))
+    assert r.canary_hold(rollout, switched, HOSTS, 1)
+    assert not r.canary_hold(rollout, switched, HOSTS, 0)
+    assert not r.canary_hold(make_rollout(serial=[1, 1, 1], canary_wait=30), switched, HOSTS, 2)
+    assert not r.canary_hold(make_rollout(serial=[1, "100%"]), switched, HOSTS, 1)
+    assert not r.canary_hold(make_rollout(canary_wait=30), switched, HOSTS, 1)  # one batch: no canary
+    assert not r.canary_hold(rollout, fleet(), HOSTS, 1)  # the canary did not switch
+    failed = fleet(web2=state("web2", switched=True, failure=r.failure("web2", "check", "down", hook="web")))
+    assert not r.canary_hold(rollout, failed, HOSTS, 1)
+
+
+def test_the_canary_check_runs_on_the_first_batch_hosts_that_switched_and_have_checks():
+    rollout = make_rollout(serial=[1, "100%"], canary_wait=30)
+    states = fleet(web2=state("web2", switched=True, settings=CHECKS), web1=state("web1", settings=CHECKS))
+    assert r.step_decision("check", rollout, states, HOSTS, "web2") == (True, None)
+    assert r.step_decision("check", rollout, states, HOSTS, "web1") == (False, "not in the canary batch")
+    states["web2"] = state("web2", switched=True)
+    assert r.step_decision("check", rollout, states, HOSTS, "web2") == (False, "no git_deploy_checks")
+
+
+def test_check_results_go_to_the_history_and_the_summary():
+    results = [{"name": "web", "kind": "url", "ok": True, "tries": 2, "seconds": 1.5, "msg": "HTTP 200"},
+               {"name": "db", "kind": "port", "ok": False, "tries": 1, "seconds": 0.1, "msg": "refused"}]
+    record = r.history_record(make_rollout(), state("web1", checks=results), r.ROLLED_BACK, None)
+    assert record["checks"] == [{"name": "web", "ok": True, "tries": 2, "seconds": 1.5},
+                                {"name": "db", "ok": False, "tries": 1, "seconds": 0.1}]
+    lines = r.summary_lines(make_rollout(), fleet(web1=state("web1", checks=results),
+                                                  web2=state("web2", checks=results[:1])), r.ROLLED_BACK)
+    rows = {line.split()[0]: line for line in lines[2:]}
+    assert lines[1].endswith("checks") and rows["web1"].endswith("FAILED db") and rows["web2"].endswith("1/1 ok")
+    assert rows["web3"].endswith(" -")
+
+
+def test_checks_that_cannot_run_are_refused_at_the_start():
+    with pytest.raises(ValueError, match="check web must have exactly one of"):
+        r.check_settings({"git_deploy_checks": [{"name": "web"}]})
+    r.check_settings({"git_deploy_checks": [{"name": "web", "url": "http://127.0.0.1/health", "retries": 3}]})
