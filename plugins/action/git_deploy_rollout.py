@@ -59,6 +59,7 @@ SPEC = dict(
     serial=dict(type="list", elements="raw", default=[]),
     max_failures=dict(type="int", default=0),
     canary_wait=dict(type="int", default=0),
+    keep_tags=dict(type="int", default=0),
     batch=dict(type="int"),
     rollback_on_failure=dict(type="bool", default=True),
     hook_dir=dict(type="str", default="deploy"),
@@ -436,7 +437,7 @@ class ActionModule(ActionBase):
         fleet, alive = self.rollout["fleet"], self.rollout["alive"]
         if decide.aborted(self.rollout, decide.failures(self.rollout, fleet, alive)):
             return {"skipped": True, "msg": "not every host is locked"}
-        tag, error = decide.revert_target(self.args["tag"], fleet, self.rollout["env"])
+        tag, error = decide.revert_target(self.args["tag"], fleet, self.rollout["env"], force=self.args["force"])
         if error is None and not self.rollout.get("commit"):
             try:
                 self.revert_info(tag)
@@ -446,9 +447,14 @@ class ActionModule(ActionBase):
             self.rollout["refused"] = error
             return {"msg": error}
         self.rollout["previous_tag"] = decide.common_live_tag(self.rollout, fleet)
+        skipped = [] if self.args["tag"] else decide.skipped_bad(fleet)
+        if skipped:
+            display.display("reverting %s to %s, the newest good rollout before %s: skipped the bad release(s) %s "
+                            "(failed or rolled back)" % (self.rollout["env"], tag, self.rollout["previous_tag"],
+                                                         ", ".join(skipped)))
         weighed = self.deliveries()
         return {"msg": "reverting %s from %s to %s%s" % (
-            self.rollout["env"], self.rollout["previous_tag"], tag, weighed)}
+            self.rollout["env"], self.rollout["previous_tag"], tag, weighed), "skipped_bad": skipped}
 
     # -- sync -------------------------------------------------------------------------------
     def step_sync(self):
@@ -500,6 +506,8 @@ class ActionModule(ActionBase):
             return out
         if self.rollout["action"] == decide.REVERT and outcome == decide.SUCCESS:
             self.mark_reverted()
+        if decide.prunes_tags(self.rollout, fleet, alive, self.args["keep_tags"]):
+            out["pruned_tags"] = self.prune_tags()
         event = announce.event_of(self.rollout["action"], outcome)
         if event not in self.rollout["announce"]["on"]:
             return out
@@ -557,6 +565,36 @@ class ActionModule(ActionBase):
         except Exception as exc:  # pylint: disable=broad-except
             why = str(exc)
         return [{"channel": "webhook", "msg": why}]
+
+    def prune_tags(self):
+        """git_deploy_keep_tags: delete the environment's rollout tags (and their revert markers)
+        beyond the newest keep_tags, upstream and on the controller, never one a host needs
+        (rollout.protected_tags). Check mode lists them. A failure is a warning: the rollout is done."""
+        keep, prefix = self.args["keep_tags"], self.rollout["prefix"]
+        protected = decide.protected_tags(self.rollout, self.rollout["fleet"])
+        try:
+            source = self.source(fetch=False)
+        except (StepFailed, gitrepo.GitError) as exc:
+            display.warning("old rollout tags not pruned: %s" % self.mask(getattr(exc, "msg", None) or str(exc)))
+            return []
+        try:
+            url, upstream = gitrepo.remote_tags(source, self.args["remote"])
+            # The rollout's own tag counts among the newest even in check mode, where it was not cut.
+            names = set(gitrepo.tag_refs(source.repo)) | set(upstream) | {self.rollout["tag"]}
+            doomed = tagging.tags_to_prune(names, prefix, keep, protected, self.args["date_format"])
+            if doomed and not self._task.check_mode:
+                gitrepo.delete_tags(source, url, doomed)
+        except gitrepo.GitError as exc:
+            display.warning("old rollout tags of %s not pruned (the rollout itself is done): %s"
+                            % (self.rollout["env"], self.mask(exc.msg)))
+            return []
+        finally:
+            source.close()
+        if doomed:
+            display.display("%s %d old rollout tag(s) of %s (keep_tags %d%s): %s" % (
+                "would delete" if self._task.check_mode else "deleted", len(doomed), prefix, keep,
+                ", upstream and here" if url else ", here", ", ".join(doomed)))
+        return doomed
 
     def mark_reverted(self):
         """git-deploy's ``<tag>_reverted`` marker on the rollout reverted away from; a failure is a warning."""

@@ -42,7 +42,7 @@ ALWAYS = ("probe", "abort", "freeze", "unfreeze")
 LATER_SPEC = dict((k, OPTIONS[k]) for k in ("step", "lock_first", "batch"))
 # What a step sends to the target, beyond the host's settings.
 SETTINGS = ("root", "env", "lock_dir", "ttl", "block_file", "strategy", "submodules", "deploy_file_name", "shared_paths",
-            "keep_releases", "hook_dir", "hook_timeout", "force", "force_lock", "checks")
+            "keep_releases", "hook_dir", "hook_timeout", "force", "force_lock", "checks", "keep_tags")
 # What the first step keeps of its options for the steps after it.
 KEPT = SETTINGS + ("reason", "cache_dir", "announce_log_hooks", "lock_wait")
 

@@ -27,7 +27,6 @@ __metaclass__ = type
 
 import os
 import socket
-import subprocess
 import time
 
 from urllib.error import HTTPError, URLError
@@ -141,16 +140,16 @@ def judge_exit(check, rc, output):
 
 
 def try_command(check, cwd):
-    argv = list(check["command"])
+    # The hooks' runner: its own session, so that a timeout kills the whole process group.
+    from ansible_collections.gitdeploy.rollout.plugins.module_utils import hooks
     try:
-        proc = subprocess.run(argv, cwd=cwd if cwd and os.path.isdir(cwd) else None, shell=False,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=check["timeout"])
-    except subprocess.TimeoutExpired:
-        return False, "%s did not finish within %g s" % (" ".join(check["command"]), check["timeout"])
+        done = hooks.run_command(list(check["command"]), cwd if cwd and os.path.isdir(cwd) else None,
+                                 dict(os.environ), check["timeout"], TAIL * 4, drain=0.5)
     except OSError as exc:
         return False, "cannot run %s: %s" % (check["command"][0], exc)
-    return judge_exit(check, proc.returncode, proc.stdout.decode("utf-8", "replace"))
+    if done.timed_out:
+        return False, "%s did not finish within %g s" % (" ".join(check["command"]), check["timeout"])
+    return judge_exit(check, done.rc, (done.stdout or "") + " " + (done.stderr or ""))
 
 
 def try_url(check, cwd=None):
@@ -223,4 +222,3 @@ def describe(item):
     tries = "%d tries" % item["tries"] if item["tries"] != 1 else "1 try"
     return "check %s %s (%s, %.2fs): %s" % (item["name"], "passed" if item["ok"] else "FAILED", tries,
                                             item["seconds"], item["msg"])
-

@@ -900,6 +900,52 @@ def drop_tag(source, name):
     return bool(source.repo.refs.remove_if_equals(refname, sha))
 
 
+def remote_tags(source, remote):
+    """``(url, names)``: the tag names of the repository's remote (``(None, [])`` with no remote
+    actions). A failure to list them is a GitError."""
+    label, url = _remote(source, remote, [])
+    del label
+    if not url:
+        return None, []
+    try:
+        client, path = get_transport_and_path(url, config=source.repo.get_config_stack())
+        refs = client.get_refs(_b(path))
+        refs = getattr(refs, "refs", refs) or {}
+    except Exception as exc:  # pylint: disable=broad-except
+        raise GitError(_describe(exc, url))
+    return url, sorted(_s(ref[len(TAGS):]) for ref in refs if ref.startswith(TAGS) and not ref.endswith(b"^{}"))
+
+
+def delete_tags(source, url, names):
+    """Delete the tags ``names`` from ``url`` (one push of deletions) and from the controller's
+    repository: the names deleted upstream (those the remote had)."""
+    zero = b"0" * 40
+    wanted = set(TAGS + _b(n) for n in names)
+    gone = []
+
+    def update_refs(refs):
+        found = dict((ref, zero) for ref in refs if ref in wanted)
+        gone.extend(sorted(_s(ref[len(TAGS):]) for ref in found))
+        return found
+
+    def generate_pack_data(have, want, ofs_delta=False, progress=None, **_kwargs):
+        return source.repo.generate_pack_data(have, want, progress=progress, ofs_delta=ofs_delta)
+
+    if url and names:
+        try:
+            client, path = get_transport_and_path(url, config=source.repo.get_config_stack())
+            result = client.send_pack(_b(path), update_refs, generate_pack_data=generate_pack_data)
+        except Exception as exc:  # pylint: disable=broad-except
+            raise GitError(_describe(exc, url))
+        refused = dict((ref, why) for ref, why in (getattr(result, "ref_status", None) or {}).items() if why)
+        if refused:
+            raise GitError("the remote refused to delete %s" % ", ".join(
+                "%s (%s)" % (_s(ref[len(TAGS):]), _s(why)) for ref, why in sorted(refused.items())))
+    for name in names:
+        drop_tag(source, name)
+    return gone
+
+
 def _remote_lacks(source, url, name, warnings):
     """Check mode: whether ``url`` lacks tag ``name`` (True if it cannot be asked)."""
     try:

@@ -196,17 +196,54 @@ def settled_tag(records):
     return None
 
 
+BAD_RESULTS = ("failed", "rolled_back")
+
+
+def bad_tags(records):
+    """The bad releases: tag -> the record of the rollout that failed or was rolled back
+    (Deployer's BAD_RELEASE), for every tag whose newest deploy or revert did not succeed.
+    A later successful rollout of the tag makes it good again."""
+    found = {}
+    for record in records:
+        tag = record.get("tag")
+        if not isinstance(tag, str) or not tag or record.get("action") not in ("deploy", "revert"):
+            continue
+        if record.get("result") in BAD_RESULTS:
+            keys = ("id", "action", "result", "end", "failed_host", "failed_phase")
+            found[tag] = dict((k, record.get(k)) for k in keys)
+        elif record.get("result") == "success":
+            found.pop(tag, None)
+    return found
+
+
 def previous_live_tag(records, live_tag):
     """The tag a revert without an explicit tag goes back to.
 
     The newest successful rollout of a tag other than ``live_tag`` that was not
-    itself reverted away from: reverting twice goes further back, never back to
-    the release a revert just left.
+    itself reverted away from and is not a bad release (its newest rollout failed or
+    was rolled back): reverting twice goes further back, never back to the release a
+    revert just left, nor to one that failed.
     """
     reverted = set(r.get("previous_tag") for r in records
                    if r.get("action") == "revert" and r.get("result") == "success")
+    bad = bad_tags(records)
     for record in reversed(records):
         tag = record.get("tag")
-        if record.get("result") == "success" and tag and tag != live_tag and tag not in reverted:
+        if (record.get("result") == "success" and tag and tag != live_tag and tag not in reverted
+                and tag not in bad):
             return tag
     return None
+
+
+def bad_since(records, tag):
+    """The bad releases recorded after the newest successful rollout of ``tag``, newest first:
+    what a revert to ``tag`` as "the previous rollout" skipped."""
+    bad = bad_tags(records)
+    skipped = []
+    for record in reversed(records):
+        if record.get("tag") == tag and record.get("result") == "success":
+            break
+        name = record.get("tag")
+        if name in bad and name not in skipped and name != tag:
+            skipped.append(name)
+    return skipped

@@ -352,11 +352,32 @@ def leaves_record(rollout, found):
 
 # -- revert -------------------------------------------------------------------------------
 
-def revert_target(tag, fleet, env):
+def bad_release(fleet, tag):
+    """``(host, record)`` of the first host (in host order) where ``tag`` is a bad release (its
+    newest rollout there failed or was rolled back), or None."""
+    for host in sorted(fleet):
+        record = (((fleet.get(host) or {}).get("probe") or {}).get("bad_tags") or {}).get(tag)
+        if record:
+            return host, record
+    return None
+
+
+def skipped_bad(fleet):
+    """The bad releases a revert to the previous rollout passed over, newest first, over every host."""
+    found = []
+    for host in sorted(fleet):
+        for tag in (((fleet.get(host) or {}).get("probe") or {}).get("skipped_bad") or []):
+            if tag not in found:
+                found.append(tag)
+    return found
+
+
+def revert_target(tag, fleet, env, force=False):
     """``(tag, error)``: the tag a revert goes back to, or why none can be chosen.
 
-    An explicit ``tag`` wins; otherwise the previous rollout, which every host must agree on.
-    The tag must have been live on these hosts before (their history or releases).
+    An explicit ``tag`` wins; otherwise the previous rollout, which every host must agree on
+    (it is never a bad release: the hosts' previous skips them). The tag must have been live on
+    these hosts before (their history or releases); a bad release needs ``force``.
     """
     probes = [(state or {}).get("probe") or {} for state in fleet.values()]
     if not tag:
@@ -381,6 +402,15 @@ def revert_target(tag, fleet, env):
     if tag not in known:
         return None, ("%s cannot be reverted to on %s: it was never deployed to these hosts. Nothing was changed. "
                       "List the rollouts with: ansible-playbook gitdeploy.rollout.status -e env=%s" % (tag, env, env))
+    bad = bad_release(fleet, tag)
+    if bad and not force:
+        host, record = bad
+        first = ("first failure: %s in phase %s, " % (record.get("failed_host") or host, record.get("failed_phase"))
+                 if record.get("failed_phase") else "")
+        return None, ("%s is a bad release: its %s %s %s (%s%s). Nothing was changed. Revert to it anyway with "
+                      "-e force=true" % (tag, record.get("action") or "rollout", record.get("id") or "?",
+                                         "was rolled back" if record.get("result") == "rolled_back" else "failed",
+                                         first, record.get("end") or "?"))
     return tag, None
 
 
@@ -391,6 +421,31 @@ def common_live_tag(rollout, fleet):
         if live:
             return live
     return None
+
+
+# -- tag retention (git_deploy_keep_tags) -----------------------------------------------------------
+
+def protected_tags(rollout, fleet):
+    """The tags git_deploy_keep_tags never deletes: the rollout's own and the one it went from,
+    and, on every host, what is live, what a revert would go back to, what the last finished
+    rollout left live, where this rollout started, and every tag its last N history records
+    name (the lock step's ``recent_tags``)."""
+    found = set(t for t in (rollout.get("tag"), rollout.get("previous_tag")) if t)
+    for state in fleet.values():
+        state = state or {}
+        probe = state.get("probe") or {}
+        found.update(t for t in (probe.get("live_tag"), probe.get("previous_tag"), probe.get("settled_tag"),
+                                 state.get("start_tag"), state.get("live_tag")) if t)
+        found.update(probe.get("recent_tags") or [])
+    return found
+
+
+def prunes_tags(rollout, fleet, alive, keep):
+    """Whether the rollout prunes old tags: keep_tags is set, the rollout succeeded, and every
+    host reported (a host that dropped out might have one of them live)."""
+    hosts = rollout.get("hosts") or []
+    return (int(keep or 0) > 0 and result(rollout, fleet, alive) == SUCCESS
+            and all(h in alive and (fleet.get(h) or {}).get("probe") for h in hosts))
 
 
 # -- records and messages ---------------------------------------------------------------------
@@ -459,8 +514,8 @@ def summary_lines(rollout, fleet, outcome):
     steps = ["lock", "prepare", "switch", "post-sync", "finish"]
     head = "%s %s of %s to %s: %s" % (rollout.get("action"), rollout.get("id"), rollout.get("tag"),
                                       rollout.get("env"), outcome)
-    lines = [head, "%-12s %-28s %-10s %s  %s" % ("host", "live", "result", " ".join("%9s" % s for s in steps),
-                                                  "checks")]
+    columns = " ".join("%9s" % s for s in steps)
+    lines = [head, "%-12s %-28s %-10s %s  %s" % ("host", "live", "result", columns, "checks")]
     for host in rollout.get("hosts") or []:
         state = fleet.get(host) or {}
         took = durations(state)

@@ -149,6 +149,14 @@ class Step:
         # Every tag the history names (a revert goes only to a tag that was deployed here).
         records, _corrupt = journal.read_history(self.layout.history)
         found["history_tags"] = sorted(set(r["tag"] for r in records if isinstance(r.get("tag"), str)))
+        # The bad releases (a rollout of them failed or was rolled back), and those a revert to
+        # the previous rollout passes over.
+        found["bad_tags"] = journal.bad_tags(records)
+        found["skipped_bad"] = journal.bad_since(records, found["previous_tag"]) if found["previous_tag"] else []
+        # git_deploy_keep_tags never deletes a tag the host's last keep_tags records name.
+        keep = self.p.get("keep_tags") or 0
+        found["recent_tags"] = sorted(set(r["tag"] for r in records[-keep:] if isinstance(r.get("tag"), str))) \
+            if keep > 0 else []
         found["releases"] = [dict((k, r[k]) for k in ("name", "commit", "complete", "failed"))
                              for r in described["releases"]]
         found["store"] = self.store.haves(self.tag, self.p.get("commit"))

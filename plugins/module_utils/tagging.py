@@ -246,6 +246,24 @@ def rollout_before(names, prefix, tag, date_format=DEFAULT_DATE_FORMAT):
     return None
 
 
+def tags_to_prune(names, prefix, keep, protected=(), date_format=DEFAULT_DATE_FORMAT):
+    """git_deploy_keep_tags: the rollout tags of ``prefix`` among ``names`` beyond the ``keep``
+    newest (by the date in their name), except the ``protected`` ones, oldest last, each followed
+    by its revert marker when it has one. ``keep`` 0 keeps every tag."""
+    if not keep or int(keep) <= 0:
+        return []
+    names = set(names)
+    protected = set(protected)
+    found = []
+    for parsed, reverted in rollouts(names, prefix, date_format)[int(keep):]:
+        if parsed.name in protected:
+            continue
+        found.append(parsed.name)
+        if reverted:
+            found.append(parsed.name + MARKER_SUFFIX)
+    return found
+
+
 def check_field(value, what):
     """Return ``value`` as str if it fits on one deploy-file line, else raise ValueError."""
     text = "" if value is None else str(value)

@@ -39,7 +39,7 @@ description:
   - O(step=choose) chooses the rollout a revert goes back to from what every host reported when it was locked, and
     builds the bundle of each host that lacks that release, as O(step=tag) does.
   - O(step=sync) runs C(deploy/sync/<env>.sync) of the rollout's commit once every host is live.
-  - O(step=publish) makes the revert marker C(<tag>_reverted), puts the announcement together (what changed, by whom,
+  - O(step=publish) makes the revert marker C(<tag>_reverted), prunes old rollout tags (O(keep_tags)), puts the announcement together (what changed, by whom,
     where, the result) and posts it to O(announce_webhook_url); it prepares the mail for C(community.general.mail).
   - O(step=report) publishes the outcome with set_stats (C(git_deploy_last_*)), prints the closing summary and says
     what could not be announced; RV(rollout_failed) tells the role to fail the play.
@@ -144,6 +144,14 @@ options:
   batch:
     description: With O(step=gate), the index of the switch batch about to switch.
     type: int
+  keep_tags:
+    description:
+      - With O(step=publish) after a successful rollout, delete the environment's rollout tags (and their revert
+        markers) beyond the O(keep_tags) newest, upstream (O(remote)) and in the controller's repository - never one
+        that is live, previous or settled on a host, where this rollout started, or named in a host's last
+        O(keep_tags) history records. 0 keeps every tag. Check mode lists what would go.
+    type: int
+    default: 0
   rollback_on_failure:
     description: Put every switched host back when the rollout fails.
     type: bool
@@ -280,6 +288,11 @@ mail_ready:
   description: With O(step=publish), whether a mail is to go out through C(community.general.mail).
   returned: success
   type: bool
+pruned_tags:
+  description: With O(step=publish), the old rollout tags and markers deleted (or, in check mode, to be deleted).
+  returned: when O(keep_tags) pruned
+  type: list
+  elements: str
 canary_hold:
   description: With O(step=gate), whether the canary was held and is to be checked again before this batch.
   returned: success

@@ -109,6 +109,11 @@ options:
     type: list
     elements: dict
     default: []
+  keep_tags:
+    description: With O(step=lock) or O(step=probe), report the tags the host's last O(keep_tags) history records
+      name (C(recent_tags); the role's C(git_deploy_keep_tags) never deletes them).
+    type: int
+    default: 0
   unless_live:
     description: With O(step=lock), a tag; a host where it is live and finished (and not dirty) is not locked.
     type: str
@@ -304,6 +309,7 @@ OPTIONS = dict(
     record=dict(type="dict"),
     announce=dict(type="dict"),
     history_limit=dict(type="int", default=0),
+    keep_tags=dict(type="int", default=0),
     bundle=dict(type="path"),
     bundle_data=dict(type="str"),
     bundle_size=dict(type="int"),

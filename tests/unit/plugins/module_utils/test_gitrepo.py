@@ -104,3 +104,23 @@ def test_a_tag_cut_without_push_is_published_later_or_dropped(checkout):
         assert gitrepo.tag_rollout(source, env="prod", push=False, check_mode=True)["tag"] == cut["tag"]
     finally:
         source.close()
+
+
+def test_old_tags_are_deleted_upstream_and_here_in_one_push(checkout):
+    work, upstream = checkout
+    for name in ("prod-20261201-100000", "prod-20261202-100000", "prod-20261202-100000_reverted", "keep-me"):
+        _git("tag", "-a", "-m", name, name, cwd=work)
+    _git("push", "-q", "origin", "--tags", cwd=work)
+    _git("tag", "-a", "-m", "local", "prod-20261203-100000", cwd=work)  # only here
+    source = gitrepo.open_checkout(str(work))
+    try:
+        url, names = gitrepo.remote_tags(source, "origin")
+        assert url == str(upstream) and "prod-20261202-100000_reverted" in names and "prod-20261203-100000" not in names
+        assert gitrepo.remote_tags(source, "none") == (None, [])
+        gone = gitrepo.delete_tags(source, url, ["prod-20261201-100000", "prod-20261203-100000",
+                                                 "prod-20261202-100000_reverted"])
+        assert gone == ["prod-20261201-100000", "prod-20261202-100000_reverted"]
+    finally:
+        source.close()
+    assert _git("tag", "-l", cwd=upstream).split() == ["keep-me", "prod-20261202-100000"]
+    assert _git("tag", "-l", cwd=work).split() == ["keep-me", "prod-20261202-100000"]

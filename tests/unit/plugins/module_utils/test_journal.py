@@ -78,6 +78,18 @@ def test_revert_twice_goes_further_back_not_back_to_the_bad_one():
     assert journal.previous_live_tag(records, "a") == "z"
 
 
+def test_bad_releases_are_those_whose_newest_rollout_failed_or_was_rolled_back():
+    records = [_rec("a"), _rec("b"), _rec("c", result="rolled_back"), _rec("d", result="failed"),
+               _rec("e", result="rolled_back"), _rec("e"), _rec("x", action="abort", result="aborted")]
+    bad = journal.bad_tags(records)
+    assert sorted(bad) == ["c", "d"] and bad["c"]["result"] == "rolled_back"
+    # A release that succeeded once and failed later is bad: previous skips it.
+    records = [_rec("a"), _rec("b"), _rec("c"), _rec("b", result="rolled_back"), _rec("d", result="failed")]
+    assert journal.previous_live_tag(records, "c") == "a"
+    assert journal.bad_since(records, "a") == ["d", "b"]
+    assert journal.bad_since([_rec("a"), _rec("b")], "a") == []
+
+
 def test_no_previous():
     assert journal.previous_live_tag([_rec("a")], "a") is None
     assert json.dumps(journal.previous_live_tag([], None)) == "null"

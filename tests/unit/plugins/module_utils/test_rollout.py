@@ -295,6 +295,21 @@ def test_revert_target_must_have_been_deployed_here():
     assert tag is None and "never deployed to these hosts" in error and "Nothing was changed" in error
 
 
+def test_a_revert_to_a_bad_release_needs_force_and_the_skipped_ones_are_named():
+    bad = {"id": "r-7", "action": "deploy", "result": "rolled_back", "end": "2026-12-04T10:00:00Z",
+           "failed_host": "web1", "failed_phase": "check"}
+    good = {"previous_tag": "prod-1", "history_tags": ["prod-1", "prod-2", "prod-3"], "skipped_bad": ["prod-3"]}
+    marked = dict(good, bad_tags={"prod-3": bad})
+    tag, error = r.revert_target("prod-3", probes(good, marked, good), "prod")
+    assert tag is None and error == (
+        "prod-3 is a bad release: its deploy r-7 was rolled back (first failure: web1 in phase check, 2026-12-04T10:00:00Z). "
+        "Nothing was changed. Revert to it anyway with -e force=true")
+    assert r.revert_target("prod-3", probes(good, marked, good), "prod", force=True) == ("prod-3", None)
+    assert r.revert_target("", probes(good, marked, good), "prod") == ("prod-1", None)
+    assert r.skipped_bad(probes(good, marked, dict(good, skipped_bad=["prod-4", "prod-3"]))) == ["prod-3", "prod-4"]
+    assert r.bad_release(probes(good, good, good), "prod-3") is None
+
+
 def test_revert_goes_back_from_the_tag_live_on_the_first_host():
     rollout = make_rollout()
     assert r.common_live_tag(rollout, probes({}, {"live_tag": "prod-2"}, {"live_tag": "prod-3"})) == "prod-2"
@@ -441,3 +456,24 @@ def test_checks_that_cannot_run_are_refused_at_the_start():
     with pytest.raises(ValueError, match="check web must have exactly one of"):
         r.check_settings({"git_deploy_checks": [{"name": "web"}]})
     r.check_settings({"git_deploy_checks": [{"name": "web", "url": "http://127.0.0.1/health", "retries": 3}]})
+
+
+# -- tag retention ----------------------------------------------------------------------------
+
+def test_keep_tags_never_deletes_what_a_host_needs():
+    states = fleet(
+        web2=state("web2", start_tag="prod-5", live_tag="prod-9",
+                   probe={"live_tag": "prod-5", "previous_tag": "prod-4", "settled_tag": "prod-5",
+                          "recent_tags": ["prod-2", "prod-4", "prod-5"]}),
+        web1=state("web1", probe={"live_tag": "prod-3", "previous_tag": None, "recent_tags": ["prod-3"]}))
+    rollout = make_rollout(tag="prod-9", previous_tag="prod-5")
+    assert r.protected_tags(rollout, states) == {"prod-9", "prod-5", "prod-4", "prod-3", "prod-2"}
+
+
+def test_keep_tags_prunes_only_after_a_success_every_host_reported():
+    probed = {h: state(h, probe={"live_tag": "prod-1"}) for h in HOSTS}
+    assert r.prunes_tags(make_rollout(), probed, HOSTS, 3)
+    assert not r.prunes_tags(make_rollout(), probed, HOSTS, 0)
+    assert not r.prunes_tags(make_rollout(), probed, HOSTS[:2], 3)  # one dropped out: its live tag is unknown
+    failed = dict(probed, web1=state("web1", probe={"live_tag": "prod-1"}, failure=r.failure("web1", "switch", "x")))
+    assert not r.prunes_tags(make_rollout(), failed, HOSTS, 3)

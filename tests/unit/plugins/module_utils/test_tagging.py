@@ -251,3 +251,14 @@ def test_revert_fields_and_default_message():
     assert fields["revert-date"] == "2026-01-21 10:15:00"
     message = tagging.expand_message(tagging.default_message("prod", "bob"), "prod-20260121-101500")
     assert message == "rollout of prod-20260121-101500 to prod by bob"
+
+
+def test_tags_to_prune_keeps_the_newest_and_the_protected_and_takes_markers_along():
+    names = ["prod-20261201-100000", "prod-20261202-100000", "prod-20261202-100000_reverted", "prod-20261203-100000",
+             "prod-20261204-100000", "prod-20261204-100000_A", "staging-20261101-100000", "v1.0"]
+    assert tagging.tags_to_prune(names, "prod", 2) == [
+        "prod-20261203-100000", "prod-20261202-100000", "prod-20261202-100000_reverted", "prod-20261201-100000"]
+    assert tagging.tags_to_prune(names, "prod", 2, protected={"prod-20261202-100000"}) == [
+        "prod-20261203-100000", "prod-20261201-100000"]
+    assert tagging.tags_to_prune(names, "prod", 0) == [] and tagging.tags_to_prune(names, "prod", 9) == []
+    assert tagging.tags_to_prune(["p-2026-12-01", "p-2026-12-02"], "p", 1, date_format="%Y-%m-%d") == ["p-2026-12-01"]
