@@ -40,6 +40,9 @@ import re
 from ansible_collections.gitdeploy.rollout.plugins.module_utils.layout import check_name
 
 DEFAULT_DATE_FORMAT = "%Y%m%d-%H%M%S"
+# The Perl git-deploy's tags (prod-20081224-1530): recognised whatever date_format is, so a
+# fleet moved from it keeps its rollouts (revert, status, retention order).
+PERL_DATE_FORMAT = "%Y%m%d-%H%M"
 DEPLOY_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 MARKER_SUFFIX = "_reverted"
 TAG_PLACEHOLDER = "%TAG"
@@ -162,9 +165,19 @@ def unique_tag(prefix, moment, existing, date_format=DEFAULT_DATE_FORMAT):
 
 
 def parse_tag(name, date_format=DEFAULT_DATE_FORMAT):
-    """A :class:`ParsedTag` for a rollout tag or marker name, or None if ``name`` is not one."""
+    """A :class:`ParsedTag` for a rollout tag or marker name, or None if ``name`` is not one.
+
+    A name is read with ``date_format``, else as a Perl git-deploy tag (:data:`PERL_DATE_FORMAT`)."""
     if not isinstance(name, str):
         return None
+    for fmt in (date_format, PERL_DATE_FORMAT) if date_format != PERL_DATE_FORMAT else (date_format,):
+        parsed = _parse(name, fmt)
+        if parsed is not None:
+            return parsed
+    return None
+
+
+def _parse(name, date_format):
     match = _tag_regex(date_format).match(name)
     if not match:
         return None

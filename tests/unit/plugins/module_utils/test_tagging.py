@@ -262,3 +262,29 @@ def test_tags_to_prune_keeps_the_newest_and_the_protected_and_takes_markers_alon
         "prod-20261203-100000", "prod-20261201-100000"]
     assert tagging.tags_to_prune(names, "prod", 0) == [] and tagging.tags_to_prune(names, "prod", 9) == []
     assert tagging.tags_to_prune(["p-2026-12-01", "p-2026-12-02"], "p", 1, date_format="%Y-%m-%d") == ["p-2026-12-01"]
+
+
+# -- Perl git-deploy's tags ----------------------------------------------------
+
+def test_perl_tags_are_rollouts_whatever_the_date_format():
+    for fmt in (tagging.DEFAULT_DATE_FORMAT, "%Y.%m.%d-%H%M%S", tagging.PERL_DATE_FORMAT):
+        parsed = tagging.parse_tag("sheep-20081224-1530_B", fmt)
+        assert (parsed.prefix, parsed.date, parsed.index) == ("sheep", datetime.datetime(2008, 12, 24, 15, 30), 2)
+    assert tagging.parse_tag("sheep-20081224-1530_reverted").marker is True
+
+
+def test_perl_and_new_tags_sort_by_their_dates():
+    names = {"prod-20081224-1530", "prod-20261121-101500", "prod-20261121-1014", "prod-20081224-1530_reverted",
+             "prod-20081223-0900"}
+    assert tagging.live_rollouts(names, "prod") == ["prod-20261121-101500", "prod-20261121-1014",
+                                                    "prod-20081223-0900"]
+    assert tagging.rollout_before(names, "prod", "prod-20261121-101500") == "prod-20261121-1014"
+    assert tagging.tags_to_prune(names, "prod", 1, protected={"prod-20081223-0900"}) == [
+        "prod-20261121-1014", "prod-20081224-1530", "prod-20081224-1530_reverted"]
+
+
+def test_a_custom_date_format_orders_its_own_tags():
+    fmt = "%Y.%m.%d-%H%M%S"
+    names = {"prod-2026.11.21-101500", "prod-2026.11.22-090000", "prod-20261123-101500"}
+    assert tagging.last_rollout(names, "prod", fmt) == "prod-2026.11.22-090000"
+    assert tagging.rollout_before(names, "prod", "prod-2026.11.22-090000", fmt) == "prod-2026.11.21-101500"
