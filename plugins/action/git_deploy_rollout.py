@@ -478,7 +478,7 @@ class ActionModule(ActionBase):
             first = fleet.get(rollout["hosts"][0]) or {}
             try:
                 summary = hooks.run_phase(
-                    tree, self.args["hook_dir"], "sync", rollout["env"], rollout["action"],
+                    tree, self.args["hook_dir"], "sync", rollout["env"], hooks.hook_action(rollout["action"], "sync"),
                     rollout_tag=rollout["tag"], start_tag=first.get("start_tag"), timeout=self.args["hook_timeout"],
                     hosts=[h for h in rollout["hosts"] if h in alive], deploy_file_path=deploy_path,
                     deploy_text=rollout.get("deploy_file") or "", check_mode=self._task.check_mode)

@@ -46,7 +46,10 @@ PHASES = (
     "log",
     "sync",
 )
-ACTIONS = ("deploy", "revert", "abort", "rollback")
+# git-deploy's action names, as hooks see them in GIT_DEPLOY_ACTION (see hook_action).
+ACTIONS = ("start", "sync", "finish", "revert", "abort", "hotfix", "manual-sync", "release", "tag")
+# The phases of git-deploy's start action; pre-sync, the sync hook and post-sync are its sync.
+START_PHASES = ("pre-start", "pre-pull", "post-pull", "post-tree-update", "post-start")
 # syslog(3) levels, lowercase, without LOG_ (what git-deploy passes to log hooks).
 LOG_LEVELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 COMMON = "common"
@@ -107,7 +110,24 @@ def failure_ignored(phase, action):
     """
     if phase == "log":
         return True
-    return phase in ("post-tree-update", "post-reset") and action in ("revert", "abort", "rollback")
+    return phase in ("post-tree-update", "post-reset") and action in ("revert", "abort")
+
+
+def hook_action(rollout, phase):
+    """GIT_DEPLOY_ACTION for a ``phase`` of a rollout whose playbook is ``rollout`` (deploy,
+    revert, abort, hotfix): the git-deploy action that runs that phase. A one-step deploy is
+    git-deploy's start (pre-start ... post-start), sync (pre-sync, the sync hook, post-sync)
+    and finish (log); a hotfix starts as ``hotfix``; a rollback is an ``abort``; a revert is
+    ``revert`` throughout."""
+    if rollout in ("revert", "abort"):
+        return rollout
+    if phase in ("post-reset", "post-abort"):
+        return "abort"
+    if phase == "log":
+        return "finish"
+    if phase in START_PHASES:
+        return "hotfix" if rollout == "hotfix" else "start"
+    return "sync"
 
 
 def skip_reason(name):

@@ -167,9 +167,9 @@ class Step:
 
     def run_hooks(self, phase, release, action=None, rollout_tag=None, start_tag=None, ignore=False, **extra):
         """Run one phase of hooks of ``release``; a fatal failure raises :class:`Failed`."""
-        action = action or self.p.get("action")
         # Imported here: a step that runs no hook does not pay for it.
         from ansible_collections.gitdeploy.rollout.plugins.module_utils import hooks
+        action = action or hooks.hook_action(self.p.get("action"), phase)
         try:
             summary = hooks.run_phase(
                 release, self.p.get("hook_dir") or "deploy", phase, self.p["env"], action,
@@ -382,7 +382,7 @@ class Step:
         tag, start = self.tag, self.p.get("start_tag")
         if start:
             if os.path.isdir(self.incoming(start)):
-                self.run_hooks("pre-pull", self.incoming(start), action="rollback", rollout_tag=start, start_tag=tag,
+                self.run_hooks("pre-pull", self.incoming(start), action="abort", rollout_tag=start, start_tag=tag,
                                ignore=True)
             try:
                 done = self.make_live(start, None, None, True, "finish")
@@ -391,8 +391,9 @@ class Step:
                 self.log("rollback to %s failed: %s" % (start, exc.msg), "rollback")
                 return
             self.log("rolled back to %s" % start, "rollback")
-            for phase in ("post-pull", "post-tree-update", "post-reset"):
-                self.run_hooks(phase, done["release"], action="rollback", rollout_tag=start, start_tag=tag,
+            # git-deploy's abort, exit codes ignored: the way back must not stop halfway.
+            for phase in ("post-pull", "post-tree-update", "post-reset", "post-abort"):
+                self.run_hooks(phase, done["release"], action="abort", rollout_tag=start, start_tag=tag,
                                ignore=True)
             self.state["live_tag"] = start
             self.notes.append("rolled back to %s" % start)

@@ -62,11 +62,13 @@ options:
     required: true
   action:
     description:
-      - The action of the rollout, exported as E(GIT_DEPLOY_ACTION). Decides whether
-        failures of V(post-tree-update) and V(post-reset) hooks are ignored.
+      - The git-deploy action running the phase, exported as E(GIT_DEPLOY_ACTION). Decides whether
+        failures of V(post-tree-update) and V(post-reset) hooks are ignored (during V(revert) and V(abort)).
+      - Default is the action of a one-step deploy that runs O(phase) (V(start) for V(pre-start) to
+        V(post-start), V(sync) for V(pre-sync), V(sync) and V(post-sync), V(finish) for V(log), V(abort)
+        for V(post-reset) and V(post-abort)).
     type: str
-    default: deploy
-    choices: [deploy, revert, abort, rollback]
+    choices: [start, sync, finish, revert, abort, hotfix, manual-sync, release, tag]
   rollout_tag:
     description:
       - The tag being rolled out (E(GIT_DEPLOY_ROLLOUT_TAG), E(DEPLOY_ROLLOUT_TAG)); also
@@ -353,6 +355,7 @@ from ansible_collections.gitdeploy.rollout.plugins.module_utils.hooks import (
     LOG_LEVELS,
     PHASES,
     HookError,
+    hook_action,
     export_hook_dir,
     fail_whale,
     run_phase,
@@ -372,7 +375,7 @@ def main():
             hook_dir=dict(type="str", default="deploy"),
             phase=dict(type="str", required=True, choices=list(PHASES)),
             env=dict(type="str", required=True),
-            action=dict(type="str", default="deploy", choices=list(ACTIONS)),
+            action=dict(type="str", choices=list(ACTIONS)),
             rollout_tag=dict(type="str"),
             start_tag=dict(type="str"),
             root=dict(type="path"),
@@ -441,9 +444,10 @@ def main():
         deploy_path = os.path.join(workdir, "deploy-file")
         with open(deploy_path, "w") as handle:
             handle.write(p["deploy_file"])
+        action = p["action"] or hook_action("deploy", phase)
         try:
             summary = run_phase(
-                source, hook_dir, phase, env, p["action"], cwd=release or source, rollout_tag=p["rollout_tag"],
+                source, hook_dir, phase, env, action, cwd=release or source, rollout_tag=p["rollout_tag"],
                 start_tag=p["start_tag"],
                 root=root, timeout=p["timeout"], output_limit=p["output_limit"], log_file=log_file,
                 log_level=p["log_level"], log_message=p["log_message"], log_announce=p["log_announce"],

@@ -53,7 +53,9 @@ options:
     type: str
     required: true
   action:
-    description: What the rollout does. Hooks see it as C(GIT_DEPLOY_ACTION).
+    description:
+      - What the rollout does. Hooks see git-deploy's action for their phase as E(GIT_DEPLOY_ACTION)
+        (V(start), V(sync), V(finish) or V(abort) for a deploy, V(revert) for a revert, V(abort) for an abort).
     type: str
     choices: [deploy, revert, status, unlock, abort, freeze, unfreeze]
     default: deploy

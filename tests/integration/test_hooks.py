@@ -104,7 +104,7 @@ def test_runs_common_then_env_hooks_in_sort_order(deployment):
     for prefix, name in (("common", "pre-sync.001_setup_affiliate_symlink.sh"),
                          ("sheep", "pre-sync.022_check_that_we_are_not_in_the_load_balancer.sh")):
         assert lines(release / f"env.{name}") == [
-            "GIT_DEPLOY_ACTION=deploy",
+            "GIT_DEPLOY_ACTION=sync",
             f"GIT_DEPLOY_HOOK_PREFIX={prefix}",
             "GIT_DEPLOY_PHASE=pre-sync",
             f"GIT_DEPLOY_PREFIX={ENV}",

@@ -357,7 +357,7 @@ def test_controller_killed_after_switching(deployment, app, rollouts, ctl):
     assert_crashed_safely(deployment, rollouts, {h: tag2 for h in PROD})
     # The dead canary rollout switched prod1 but never finished its post-tree-update hooks;
     # the rollout that completes tag2 on the fleet must run them there (and post-sync).
-    done = [line.split()[1] for line in hook_lines(deployment, "prod1") if f" deploy {tag2} " in f"{line} "]
+    done = [line.split()[1] for line in hook_lines(deployment, "prod1") if f" {tag2} " in f"{line} "]
     for phase in ("post-tree-update", "post-sync"):
         if phase not in done:
             problems.append(f"prod1 serves {tag2}, switched by the killed rollout, but no {phase} hook of "

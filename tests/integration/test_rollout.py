@@ -197,7 +197,7 @@ def test_post_sync_failure_rolls_every_host_back(deployment, app):
         assert (record["tag"], record["result"], record["failed_host"], record["failed_phase"]) == (
             tag2, "rolled_back", "prod3", "post-sync")
         resets = [line.split() for line in hook_lines(deployment, host) if " post-reset " in line]
-        assert [(r[3], r[4]) for r in resets] == [("rollback", tag1)] * 2
+        assert [(r[3], r[4]) for r in resets] == [("abort", tag1)] * 2
 
 
 def test_serial_batches_share_one_tag_and_switch_in_order(deployment, app):
@@ -224,7 +224,7 @@ def test_serial_batches_share_one_tag_and_switch_in_order(deployment, app):
     for host in PROD:
         assert live(deployment, host) == tags[0], host
     for host in ("prod2", "prod3"):
-        assert [line for line in hook_lines(deployment, host) if f" post-tree-update prod deploy {tag2} " in line] == []
+        assert [line for line in hook_lines(deployment, host) if f" post-tree-update prod start {tag2} " in line] == []
 
 
 def test_pre_pull_and_post_pull_run_around_each_hosts_switch(deployment, app):
@@ -259,7 +259,7 @@ def test_pre_pull_and_post_pull_run_around_each_hosts_switch(deployment, app):
     new = [line.split()[1] for line in hook_lines(deployment, "prod2")[before["prod2"]:]]
     assert "pre-pull" in new and "post-pull" not in new and "post-tree-update" not in new
     rolled = [line.split()[1:4] for line in hook_lines(deployment, "prod1")[before["prod1"]:]]
-    assert ["pre-pull", "prod", "rollback"] in rolled and ["post-pull", "prod", "rollback"] in rolled
+    assert ["pre-pull", "prod", "abort"] in rolled and ["post-pull", "prod", "abort"] in rolled
 
 
 def test_a_hook_with_an_unknown_phase_fails_the_rollout_before_anything_changes(deployment, app):

@@ -136,7 +136,8 @@ def test_sync_hook_discovery(tmp_path):
 # -- rules -----------------------------------------------------------------
 @pytest.mark.parametrize("phase", [p for p in hooks.PHASES if p != "log"])
 def test_deploy_failures_are_never_ignored_except_log(phase):
-    assert hooks.failure_ignored(phase, "deploy") is False
+    for action in ("start", "sync", "finish", "hotfix"):
+        assert hooks.failure_ignored(phase, action) is False
 
 
 @pytest.mark.parametrize("action", hooks.ACTIONS)
@@ -144,12 +145,26 @@ def test_log_failures_always_ignored(action):
     assert hooks.failure_ignored("log", action) is True
 
 
-@pytest.mark.parametrize("action", ["revert", "abort", "rollback"])
+@pytest.mark.parametrize("action", ["revert", "abort"])
 def test_tree_update_and_reset_ignored_on_the_way_back(action):
     assert hooks.failure_ignored("post-tree-update", action)
     assert hooks.failure_ignored("post-reset", action)
     for phase in ("pre-sync", "post-sync", "sync", "post-abort", "pre-start", "post-start"):
         assert not hooks.failure_ignored(phase, action)
+
+
+@pytest.mark.parametrize("rollout,phase,action", [
+    ("deploy", "pre-start", "start"), ("deploy", "pre-pull", "start"), ("deploy", "post-pull", "start"),
+    ("deploy", "post-tree-update", "start"), ("deploy", "post-start", "start"), ("deploy", "pre-sync", "sync"),
+    ("deploy", "sync", "sync"), ("deploy", "post-sync", "sync"), ("deploy", "log", "finish"),
+    ("deploy", "post-reset", "abort"), ("deploy", "post-abort", "abort"),
+    ("hotfix", "pre-pull", "hotfix"), ("hotfix", "post-start", "hotfix"), ("hotfix", "sync", "sync"),
+    ("revert", "pre-sync", "revert"), ("revert", "post-tree-update", "revert"), ("revert", "log", "revert"),
+    ("abort", "post-tree-update", "abort"), ("abort", "post-abort", "abort"),
+])
+def test_hooks_see_git_deploys_action_names(rollout, phase, action):
+    assert hooks.hook_action(rollout, phase) == action
+    assert action in hooks.ACTIONS
 
 
 # -- environment -----------------------------------------------------------
