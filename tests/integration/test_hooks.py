@@ -206,7 +206,7 @@ def test_failing_hook_stops_later_hooks(deployment):
     assert "err: not in the load balancer" in log and "exited 3" in log
 
 
-@pytest.mark.parametrize("action, expect", [("revert", "SUCCESS"), ("deploy", "FAILED!")])
+@pytest.mark.parametrize("action, expect", [("revert", "SUCCESS"), ("abort", "SUCCESS"), ("start", "FAILED!")])
 def test_post_tree_update_failures_ignored_only_on_the_way_back(deployment, action, expect):
     root = deployment.root("prod2")
     release = root / "releases" / TAG

@@ -175,9 +175,10 @@ def test_signed_push_to_main_deploys_to_staging(deployment, tmp_path):
 
         root = deployment.root("staging1")
         deadline = time.monotonic() + DEPLOY_DEADLINE
-        # Until the rollout finished (recorded, unlocked): stopping ansible-rulebook earlier
-        # would leave its ansible-playbook waiting for workers that were killed with it.
-        while recorded_commit(root) != pushed:
+        # Until the rollout finished (recorded, then unlocked: the finish step records before
+        # it releases the lock): stopping ansible-rulebook earlier would leave its
+        # ansible-playbook waiting for workers that were killed with it.
+        while recorded_commit(root) != pushed or (root / ".git-deploy" / "lock").exists():
             text = log_tail(log, 20000)
             if FAILED_RECAP.search(text) or proc.poll() is not None:
                 pytest.fail(f"the deploy run by ansible-rulebook failed\n{log_tail(log)}")
