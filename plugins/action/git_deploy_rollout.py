@@ -458,7 +458,8 @@ class ActionModule(ActionBase):
 
     # -- sync -------------------------------------------------------------------------------
     def step_sync(self):
-        """deploy/sync/<env>.sync, once, on the controller, once every host is live."""
+        """deploy/sync/<env>.sync, once, on the controller, once every host is live (the barrier
+        before the finish). It fails a deploy (the hosts roll back); a revert stands and says so."""
         fleet, alive = self.rollout["fleet"], self.rollout["alive"]
         found = decide.failures(self.rollout, fleet, alive)
         if decide.aborted(self.rollout, found) or decide.is_noop(self.rollout, fleet) or not decide.any_switched(fleet):
@@ -491,6 +492,10 @@ class ActionModule(ActionBase):
         if summary["failure"]:
             msg = "%s\n%s" % (hooks.fail_whale(self.args["sync_fail_message"] or None, summary["failed_hook"] or "?",
                                                self.args["support_email"] or None), summary["failure"])
+            if decide.revert_stands(rollout["action"]):
+                display.warning("%s\n(the revert stands: it is not undone by its sync hook)" % msg)
+                display.display(decide.step_line(decide.CONTROLLER, "sync", "FAILED", 0, summary["failure"]))
+                return {"msg": msg}
             rollout["failures"] = rollout["failures"] + [decide.failure(decide.CONTROLLER, "sync", msg,
                                                                         hook=summary["failed_hook"])]
             display.display(decide.step_line(decide.CONTROLLER, "sync", "FAILED", 0, summary["failure"]))

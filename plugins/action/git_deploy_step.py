@@ -165,7 +165,8 @@ class ActionModule(ActionBase):
             outcome = decide.result(rollout, fleet, alive)
             found = decide.failures(rollout, fleet, alive)
             rollback = decide.needs_rollback(rollout, fleet, alive, host)
-            inputs.update(start_tag=state.get("start_tag"), rollback=rollback)
+            inputs.update(start_tag=state.get("start_tag"), rollback=rollback,
+                          post_sync=decide.post_sync_at_finish(rollout, fleet, alive, host))
             if decide.leaves_record(rollout, found):
                 inputs["record"] = decide.history_record(rollout, state, outcome, decide.first_failure(found))
             inputs["announce"] = self._log_announcement(args, rollout, fleet, state, outcome)

@@ -105,12 +105,12 @@ def failure_ignored(phase, action):
     """True if a failing hook of ``phase`` during ``action`` is reported but not fatal.
 
     ``log`` hooks never stop a rollout; ``post-tree-update`` and ``post-reset``
-    hooks never stop a revert, abort or rollback (a web server that does not
-    restart must not stop the way back).
+    hooks never stop a revert or an abort (a web server that does not restart must
+    not stop the way back), nor ``post-pull``, which git-deploy runs only in start.
     """
     if phase == "log":
         return True
-    return phase in ("post-tree-update", "post-reset") and action in ("revert", "abort")
+    return phase in ("post-pull", "post-tree-update", "post-reset") and action in ("revert", "abort")
 
 
 def hook_action(rollout, phase):

@@ -312,6 +312,22 @@ def step_decision(step, rollout, fleet, alive, host, batch=None):
     return True, None
 
 
+def revert_stands(action):
+    """Whether a failure after the switch - a check, the sync hook, post-sync - is only reported,
+    the release staying live: on a revert (undoing it would put back the release it takes away),
+    not on a deploy (it fails the rollout, and the switched hosts roll back)."""
+    return action == REVERT
+
+
+def post_sync_at_finish(rollout, fleet, alive, host):
+    """Whether ``host`` runs its post-sync hooks in its finish run: on a revert that stands, on a
+    host that switched. (A revert usually prepares nothing, so which releases have post-sync hooks
+    is not known before; in the finish run they cost no round trip of their own.)"""
+    state = fleet.get(host) or {}
+    return (rollout.get("action") == REVERT and bool(state.get("switched")) and not state.get("failure")
+            and not aborted(rollout, failures(rollout, fleet, alive)))
+
+
 def canary_hold(rollout, fleet, alive, batch):
     """Whether the rollout holds before switching ``batch`` (git_deploy_canary_wait): it is the
     second batch, the first (the canary) switched, and nothing stopped the rollout. After the

@@ -312,8 +312,11 @@ class Step:
         self.hold_lock("switch")
         _kind, _target, live = self.tree.current_state()
         if live != tag and os.path.isdir(self.incoming(tag)):
+            # A revert's pre-sync (it prepared nothing: the release is usually here already), then
             # git-deploy's pre-pull, just before this host's live tree changes (out of the load balancer).
             try:
+                if self.p.get("action") == decide.REVERT:
+                    self.run_hooks("pre-sync", self.incoming(tag))
                 self.run_hooks("pre-pull", self.incoming(tag))
             except Failed as exc:
                 raise Failed("switch", exc.msg, exc.hook)
@@ -362,7 +365,7 @@ class Step:
             self.notes.append("checks %s" % decide.check_cell(results))
             return
         msg = "check %s failed on %s: %s" % (failed["name"], self.name, failed["msg"])
-        if self.p.get("action") == decide.REVERT:
+        if decide.revert_stands(self.p.get("action")):
             self.warnings.append("%s (the revert stands: a revert is not undone by its checks)" % msg)
             self.notes.append("checks %s" % decide.check_cell(results))
             return
@@ -412,6 +415,11 @@ class Step:
         self.hold_lock("finish")
         if self.p.get("rollback"):
             self.rollback()
+        if self.p.get("post_sync"):
+            try:
+                self.run_hooks("post-sync", self.layout.current)
+            except Failed as exc:
+                self.warnings.append("post-sync failed on %s: %s (the revert stands)" % (self.name, exc.msg))
         record = self.p.get("record")
         outcome = (record or {}).get("result") or "nothing to record"
         if record is not None and not self.check_mode:

@@ -63,7 +63,7 @@ options:
   action:
     description:
       - The git-deploy action running the phase, exported as E(GIT_DEPLOY_ACTION). Decides whether
-        failures of V(post-tree-update) and V(post-reset) hooks are ignored (during V(revert) and V(abort)).
+        failures of V(post-pull), V(post-tree-update) and V(post-reset) hooks are ignored (during V(revert) and V(abort)).
       - Default is the action of a one-step deploy that runs O(phase) (V(start) for V(pre-start) to
         V(post-start), V(sync) for V(pre-sync), V(sync) and V(post-sync), V(finish) for V(log), V(abort)
         for V(post-reset) and V(post-abort)).
@@ -163,13 +163,15 @@ notes:
   - "V(pre-start): before the rollout tag is made; a failure stops the rollout."
   - "V(post-start): after the start of a rollout; a failure stops the rollout."
   - "V(pre-sync): on every host before the release goes live; a failure stops the rollout."
-  - "V(post-tree-update): after the live tree changed (deploy, revert, abort, rollback); a
-    failure stops a deploy but is ignored during revert, abort and rollback."
+  - "V(pre-pull), V(post-pull): just before and after the live tree changes; a failure stops a deploy; a
+    V(post-pull) failure is ignored during revert and abort."
+  - "V(post-tree-update): after the live tree changed (deploy, revert, abort); a
+    failure stops a deploy but is ignored during revert and abort (an automatic rollback is an abort)."
   - "V(sync): the single C(sync/<env>.sync) hook, once, on the controller; a failure fails
     the rollout with the O(fail_message)."
-  - "V(post-sync): on every host after the sync; a failure fails the rollout."
-  - "V(post-reset): after the live tree was put back (abort, revert, rollback); failures
-    are ignored during revert, abort and rollback."
+  - "V(post-sync): on every host after the sync; a failure fails a deploy (a revert stands and reports it)."
+  - "V(post-reset): after the live tree was put back (abort, revert); failures
+    are ignored during revert and abort."
   - "V(post-abort): after an abort; a failure fails the task."
   - "V(log): with a log message in E(GIT_DEPLOY_LOG_LEVEL), E(GIT_DEPLOY_LOG_MESSAGE) and
     E(GIT_DEPLOY_LOG_ANNOUNCE); failures are always ignored."

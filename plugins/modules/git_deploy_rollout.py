@@ -38,7 +38,8 @@ description:
     environment's last one (git-deploy cuts no tag when pre-sync fails).
   - O(step=choose) chooses the rollout a revert goes back to from what every host reported when it was locked, and
     builds the bundle of each host that lacks that release, as O(step=tag) does.
-  - O(step=sync) runs C(deploy/sync/<env>.sync) of the rollout's commit once every host is live.
+  - O(step=sync) runs C(deploy/sync/<env>.sync) of the rollout's commit once every host is live. Its failure fails a deploy
+    (the hosts roll back); a revert is reported and stands.
   - O(step=publish) makes the revert marker C(<tag>_reverted), prunes old rollout tags (O(keep_tags)), puts the announcement together (what changed, by whom,
     where, the result) and posts it to O(announce_webhook_url); it prepares the mail for C(community.general.mail).
   - O(step=report) publishes the outcome with set_stats (C(git_deploy_last_*)), prints the closing summary and says

@@ -134,6 +134,12 @@ options:
     description: With O(step=finish), switch back to O(start_tag) and mark the release failed.
     type: bool
     default: false
+  post_sync:
+    description:
+      - With O(step=finish), run the post-sync hooks of the live release first (a revert: its
+        post-sync runs in the finish run). A failure is reported as a warning; the release stays live.
+    type: bool
+    default: false
   record:
     description: With O(step=finish), the history record to append (C(end) is added).
     type: dict
@@ -308,6 +314,7 @@ OPTIONS = dict(
     start_tag=dict(type="str"),
     resuming=dict(type="bool", default=False),
     rollback=dict(type="bool", default=False),
+    post_sync=dict(type="bool", default=False),
     record=dict(type="dict"),
     announce=dict(type="dict"),
     history_limit=dict(type="int", default=0),

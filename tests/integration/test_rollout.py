@@ -112,14 +112,40 @@ def test_revert_by_env_then_by_tag(deployment, app):
         record = history(deployment, host)[-1]
         assert (record["action"], record["tag"], record["previous_tag"], record["result"]) == (
             "revert", tag1, tag2, "success")
-        reverted = [line.split() for line in hook_lines(deployment, host)][-4:]
-        assert [(r[1], r[3]) for r in reverted] == [("post-tree-update", "revert")] * 2 + [("post-reset", "revert")] * 2
+        # git-deploy: "if sync hooks and deploy hooks are provided then they will be automatically
+        # run as normal": the reverted-to release's pre-sync, its switch hooks, then post-sync.
+        reverted = [line.split() for line in hook_lines(deployment, host)][-8:]
+        assert [(r[1], r[2], r[3], r[4]) for r in reverted] == [
+            (phase, prefix, "revert", tag1) for phase in ("pre-sync", "post-tree-update", "post-reset", "post-sync")
+            for prefix in ("common", "prod")]
         assert not locked(deployment, host)
     assert f"{tag2}_reverted" in app.upstream_tags()
+    # The sync hook ran once, on the controller, for the revert too.
+    assert (app.path.parent / "sync.log").read_text().splitlines()[-1] == f"prod {tag1} prod1 prod2 prod3"
 
     run(deployment, app, "revert", tag=tag2)
     for host in PROD:
         assert live(deployment, host) == tag2
+
+
+def test_a_revert_whose_sync_hook_and_post_sync_fail_stands_and_says_so(deployment, app):
+    run(deployment, app, "deploy", env="prod")
+    [tag1] = prod_tags(app)
+    app.change("app.txt", "version 2\n", "version 2")
+    run(deployment, app, "deploy", env="prod")
+    (deployment.root("prod2") / "fail-post-sync").touch()
+    proc = deployment.playbook("gitdeploy.rollout.revert", extra_vars={"env": "prod"}, cwd=app.path,
+                               SYNC_LOG=str(app.path.parent / "sync.log"), SYNC_FAIL="1")
+    warned = " ".join(proc.stderr.split())
+    assert "sync planted failure" in warned and "the revert stands: it is not undone by its sync hook" in warned
+    assert "post-sync failed on prod2" in warned and "planted failure of post-sync" in warned
+    for host in PROD:
+        # Going back from a revert would put back the release it took away: it stands.
+        assert live(deployment, host) == tag1
+        assert (history(deployment, host)[-1]["action"], history(deployment, host)[-1]["result"]) == ("revert", "success")
+        assert not locked(deployment, host)
+        assert hook_lines(deployment, host)[-1].split()[1:4] == ["post-sync", "prod" if host != "prod2" else "common",
+                                                                 "revert"]
 
 
 def test_pre_sync_failure_on_one_host_switches_no_host(deployment, app):

@@ -149,6 +149,7 @@ def test_log_failures_always_ignored(action):
 def test_tree_update_and_reset_ignored_on_the_way_back(action):
     assert hooks.failure_ignored("post-tree-update", action)
     assert hooks.failure_ignored("post-reset", action)
+    assert hooks.failure_ignored("post-pull", action)
     for phase in ("pre-sync", "post-sync", "sync", "post-abort", "pre-start", "post-start"):
         assert not hooks.failure_ignored(phase, action)
 

@@ -224,6 +224,26 @@ def test_rollback_of_switched_hosts_when_the_rollout_or_the_host_failed():
     assert not r.needs_rollback(rollout, fleet(web1=state("web1", switched=True)), HOSTS, "web1")
 
 
+def test_a_revert_stands_whatever_fails_after_its_switch_and_a_deploy_does_not():
+    assert r.revert_stands(r.REVERT)
+    assert not r.revert_stands(r.DEPLOY)
+
+
+def test_a_revert_runs_post_sync_in_the_finish_of_each_host_that_switched():
+    revert = make_rollout(action=r.REVERT)
+    switched = fleet(web1=state("web1", switched=True), web2=state("web2", switched=True))
+    assert r.post_sync_at_finish(revert, switched, HOSTS, "web1")
+    assert not r.post_sync_at_finish(revert, switched, HOSTS, "web3")  # did not switch
+    # A deploy runs post-sync in a step of its own.
+    assert not r.post_sync_at_finish(make_rollout(), switched, HOSTS, "web1")
+    # A revert that stopped (a host failed its switch) rolls back instead.
+    stopped = fleet(web1=state("web1", switched=True), web2=state("web2", failure=r.failure("web2", "switch", "x")))
+    assert not r.post_sync_at_finish(revert, stopped, HOSTS, "web1")
+    assert not r.post_sync_at_finish(revert, stopped, HOSTS, "web2")
+    # Tolerated by max_failures: the others go on and run it.
+    assert r.post_sync_at_finish(make_rollout(action=r.REVERT, max_failures=1), stopped, HOSTS, "web1")
+
+
 def test_result():
     rollout = make_rollout()
     assert r.result(rollout, fleet(), HOSTS) == r.SUCCESS
