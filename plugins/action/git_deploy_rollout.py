@@ -182,6 +182,11 @@ class ActionModule(ActionBase):
         return ref
 
     def tag_rollout(self, check_mode, **kwargs):
+        # The tag is named after the rollout's start: the name the preview showed, and the hooks of
+        # pre-start saw, is the name that is cut (unless another rollout took it meanwhile).
+        if self.rollout.get("start"):
+            kwargs.setdefault("now", datetime.datetime.strptime(self.rollout["start"], "%Y-%m-%dT%H:%M:%SZ").replace(
+                tzinfo=datetime.timezone.utc))
         source = self.source()
         try:
             out = gitrepo.tag_rollout(
@@ -273,6 +278,7 @@ class ActionModule(ActionBase):
             tag=None, commit=None, repo=None, deploy_file=None, previous_tag=None, noop_tag=None,
             announce={"on": list(args["announce_on"]),
                       "project": announce.project_name(args["announce_project"], args["repo_url"], None)})
+        self.fetch_tags()
         if args["action"] == decide.DEPLOY:
             preview = self.tag_rollout(True, ref=self.ref(), allow_dirty=args["allow_dirty"], force=args["force"],
                                        new_tag=args["new_tag"])
@@ -290,6 +296,24 @@ class ActionModule(ActionBase):
         if args["action"] == decide.REVERT and args["tag"]:
             self.revert_info(args["tag"])
         return {"msg": "%s %s of %s" % (args["action"], self.rollout["id"], args["env"])}
+
+    def fetch_tags(self):
+        """The remote's tags, into the checkout, before anything is decided (git-deploy fetches
+        before it processes): another operator's rollout is the last one, and "previous". A cache
+        of repo_url is fetched whole when it is opened."""
+        if self.args["repo_url"]:
+            return
+        source = self.source()
+        try:
+            got = gitrepo.fetch_tags(source, self.args["remote"])
+        finally:
+            source.close()
+        if got["differ"]:
+            differ = ", ".join(got["differ"])
+            display.warning("the tag(s) %s of %s differ from the remote's %s: the ones here are kept (git fetch --tags "
+                            "--force %s takes the remote's)" % (differ, source.path, got["url"], self.args["remote"]))
+        if got["fetched"]:
+            display.display("fetched %d tag(s) from %s" % (len(got["fetched"]), got["url"]))
 
     def revert_info(self, tag):
         """The tag a revert goes back to, checked on the controller: it exists, and is of this environment."""
@@ -337,6 +361,9 @@ class ActionModule(ActionBase):
                            % (self.rollout["tag"], self.rollout["commit"][:12], self.rollout["env"])}
         if decide.aborted(self.rollout, decide.failures(self.rollout, fleet, alive)):
             return {"skipped": True, "msg": "not every host is locked: no tag"}
+        failed = self.start_hooks(("pre-start",))
+        if failed:
+            return {"msg": "pre-start failed, no tag was cut: %s" % failed}
         try:
             cut = self.tag_rollout(self._task.check_mode, ref=self.ref(), allow_dirty=self.args["allow_dirty"],
                                    force=self.args["force"], new_tag=self.args["new_tag"], push=False)
@@ -349,6 +376,9 @@ class ActionModule(ActionBase):
                             tag_created=bool(cut["created"]) and not self._task.check_mode)
         msg = "%s %s" % ("cut" if cut["created"] else "using", cut["tag"])
         weighed = self.deliveries()
+        failed = None if self.rollout.get("refused") else self.start_hooks(("post-start",))
+        if failed:
+            msg += "; post-start failed, the tag will be dropped: %s" % failed
         return {"changed": bool(cut["created"]), "msg": "%s%s" % (msg, weighed)}
 
     def deliveries(self):
@@ -452,9 +482,59 @@ class ActionModule(ActionBase):
             display.display("reverting %s to %s, the newest good rollout before %s: skipped the bad release(s) %s "
                             "(failed or rolled back)" % (self.rollout["env"], tag, self.rollout["previous_tag"],
                                                          ", ".join(skipped)))
-        weighed = self.deliveries()
-        return {"msg": "reverting %s from %s to %s%s" % (
-            self.rollout["env"], self.rollout["previous_tag"], tag, weighed), "skipped_bad": skipped}
+        msg = "reverting %s from %s to %s" % (self.rollout["env"], self.rollout["previous_tag"], tag)
+        failed = self.start_hooks(("pre-start",))
+        weighed = "" if failed else self.deliveries()
+        failed = failed or (None if self.rollout.get("refused") else self.start_hooks(("post-start",)))
+        if failed:
+            msg += ": stopped before any host changed, start hook failed: %s" % failed
+        return {"msg": msg + weighed, "skipped_bad": skipped}
+
+    # -- the controller's hooks -----------------------------------------------------------
+    def controller_hooks(self, phases, hosts=None):
+        """Run ``phases`` of the rollout commit's hooks in turn here, on the controller (pre-start,
+        post-start, the sync hook), from one copy of its hook directory; stop at the first that
+        fails. Each phase's summary (hooks.run_phase), by phase, for the phases that ran."""
+        rollout, done = self.rollout, {}
+        first = self.rollout["fleet"].get(rollout["hosts"][0]) or {}
+        start_tag = first.get("start_tag") or decide.start_tag(first.get("probe") or {}, rollout["tag"])
+        workdir = tempfile.mkdtemp(prefix="git-deploy-hooks-")
+        try:
+            tree = os.path.join(workdir, "tree")
+            os.mkdir(tree)
+            deploy_path = os.path.join(workdir, "deploy-file")
+            with open(deploy_path, "w") as handle:
+                handle.write(rollout.get("deploy_file") or "")
+            for phase in phases:
+                try:
+                    if not done:
+                        hooks.export_hook_dir(rollout["repo"], rollout["commit"], self.args["hook_dir"], tree)
+                    done[phase] = hooks.run_phase(
+                        tree, self.args["hook_dir"], phase, rollout["env"], hooks.hook_action(rollout["action"], phase),
+                        rollout_tag=rollout["tag"], start_tag=start_tag, timeout=self.args["hook_timeout"],
+                        hosts=hosts, deploy_file_path=deploy_path, deploy_text=rollout.get("deploy_file") or "",
+                        check_mode=self._task.check_mode)
+                except (hooks.HookError, OSError) as exc:
+                    done[phase] = {"failure": str(exc), "failed_hook": None, "ran": 0, "warnings": [], "msg": str(exc)}
+                for warning in done[phase]["warnings"]:
+                    display.warning(warning)
+                if done[phase]["failure"]:
+                    break
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return done
+
+    def start_hooks(self, phases):
+        """git-deploy's pre-start (before the tag is cut) or post-start (after), on the controller
+        once every host is locked: a failure stops the rollout before any host changes."""
+        for phase, summary in self.controller_hooks(phases).items():
+            if summary["failure"]:
+                self.rollout["failures"] = self.rollout["failures"] + [decide.failure(
+                    decide.CONTROLLER, "start", "%s hook failed: %s" % (phase, summary["failure"]),
+                    hook=summary["failed_hook"])]
+                display.display(decide.step_line(decide.CONTROLLER, phase, "FAILED", 0, summary["failure"]))
+                return summary["failure"]
+        return None
 
     # -- sync -------------------------------------------------------------------------------
     def step_sync(self):
@@ -465,40 +545,16 @@ class ActionModule(ActionBase):
         if decide.aborted(self.rollout, found) or decide.is_noop(self.rollout, fleet) or not decide.any_switched(fleet):
             return {"skipped": True, "msg": "no host switched"}
         rollout = self.rollout
-        workdir = tempfile.mkdtemp(prefix="git-deploy-sync-")
-        try:
-            tree = os.path.join(workdir, "tree")
-            os.mkdir(tree)
-            try:
-                hooks.export_hook_dir(rollout["repo"], rollout["commit"], self.args["hook_dir"], tree)
-            except hooks.HookError as exc:
-                raise StepFailed(str(exc))
-            deploy_path = os.path.join(workdir, "deploy-file")
-            with open(deploy_path, "w") as handle:
-                handle.write(rollout.get("deploy_file") or "")
-            first = fleet.get(rollout["hosts"][0]) or {}
-            try:
-                summary = hooks.run_phase(
-                    tree, self.args["hook_dir"], "sync", rollout["env"], hooks.hook_action(rollout["action"], "sync"),
-                    rollout_tag=rollout["tag"], start_tag=first.get("start_tag"), timeout=self.args["hook_timeout"],
-                    hosts=[h for h in rollout["hosts"] if h in alive], deploy_file_path=deploy_path,
-                    deploy_text=rollout.get("deploy_file") or "", check_mode=self._task.check_mode)
-            except (hooks.HookError, OSError) as exc:
-                summary = {"failure": str(exc), "failed_hook": None, "ran": 0, "warnings": [], "msg": str(exc)}
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        for warning in summary["warnings"]:
-            display.warning(warning)
+        summary = self.controller_hooks(("sync",), [h for h in rollout["hosts"] if h in alive])["sync"]
         if summary["failure"]:
             msg = "%s\n%s" % (hooks.fail_whale(self.args["sync_fail_message"] or None, summary["failed_hook"] or "?",
                                                self.args["support_email"] or None), summary["failure"])
+            display.display(decide.step_line(decide.CONTROLLER, "sync", "FAILED", 0, summary["failure"]))
             if decide.revert_stands(rollout["action"]):
                 display.warning("%s\n(the revert stands: it is not undone by its sync hook)" % msg)
-                display.display(decide.step_line(decide.CONTROLLER, "sync", "FAILED", 0, summary["failure"]))
-                return {"msg": msg}
-            rollout["failures"] = rollout["failures"] + [decide.failure(decide.CONTROLLER, "sync", msg,
-                                                                        hook=summary["failed_hook"])]
-            display.display(decide.step_line(decide.CONTROLLER, "sync", "FAILED", 0, summary["failure"]))
+            else:
+                rollout["failures"] = rollout["failures"] + [decide.failure(decide.CONTROLLER, "sync", msg,
+                                                                            hook=summary["failed_hook"])]
             return {"msg": msg}
         return {"changed": summary["ran"] > 0, "msg": summary["msg"]}
 

@@ -900,6 +900,47 @@ def drop_tag(source, name):
     return bool(source.repo.refs.remove_if_equals(refname, sha))
 
 
+def fetch_tags(source, remote):
+    """Fetch the tags of the checkout's ``remote`` (git-deploy fetches before it processes, so
+    other operators' rollouts count as the last one and as "previous"): the names added here.
+
+    Nothing is done for a cache (fetched whole when opened) or with no remote actions
+    (``remote`` empty or ``none``, or a checkout without that remote). A tag that is here
+    already is kept as it is, as ``git fetch --tags`` keeps it without ``--force``; the names
+    of those that differ are returned in ``differ``. A remote that cannot be read is a GitError.
+    """
+    if source.cache or remote is None or str(remote).strip().lower() in ("", "none"):
+        return {"fetched": [], "differ": [], "url": None}
+    repo = source.repo
+    try:
+        url = _s(repo.get_config_stack().get((b"remote", _b(remote)), b"url"))
+    except KeyError:
+        return {"fetched": [], "differ": [], "url": None}
+    wanted = {}
+
+    def determine_wants(refs, depth=None):
+        del depth
+        for name, sha in refs.items():
+            if name.startswith(TAGS) and not name.endswith(b"^{}") and repo.refs.read_ref(name) is None:
+                wanted[name] = sha
+        return [sha for sha in set(wanted.values()) if sha not in repo.object_store]
+
+    try:
+        client, path = get_transport_and_path(url, config=repo.get_config_stack())
+        result = client.fetch(path, repo, determine_wants=determine_wants)
+    except Exception as exc:  # pylint: disable=broad-except
+        raise GitError("could not fetch the tags of %s (%s) into %s: %s. Check that this controller can read it, or "
+                       "set git_deploy_remote: '' to roll out with no remote actions."
+                       % (remote, redact(url), source.path, _describe(exc, url)), repo=source.path)
+    refs = getattr(result, "refs", result) or {}
+    differ = sorted(_s(name[len(TAGS):]) for name, sha in refs.items()
+                    if name.startswith(TAGS) and not name.endswith(b"^{}") and name not in wanted
+                    and repo.refs.read_ref(name) not in (None, sha))
+    for name, sha in sorted(wanted.items()):
+        repo.refs[name] = sha
+    return {"fetched": sorted(_s(name[len(TAGS):]) for name in wanted), "differ": differ, "url": redact(url)}
+
+
 def remote_tags(source, remote):
     """``(url, names)``: the tag names of the repository's remote (``(None, [])`` with no remote
     actions). A failure to list them is a GitError."""

@@ -100,7 +100,9 @@ options:
     type: str
     default: '%Y%m%d-%H%M%S'
   remote:
-    description: The remote the tag is pushed to; V(none) or empty for no remote actions.
+    description:
+      - The remote of the checkout the tags are fetched from (at O(step=start), before anything is decided)
+        and the tag is pushed to; V(none) or empty for no remote actions.
     type: str
     default: origin
   push:

@@ -136,8 +136,8 @@ options:
     default: false
   post_sync:
     description:
-      - With O(step=finish), run the post-sync hooks of the live release first (a revert: its
-        post-sync runs in the finish run). A failure is reported as a warning; the release stays live.
+      - With O(step=finish), run the post-sync hooks of the live release first (a revert runs its
+        post-sync in the finish run). A failure is reported as a warning; the release stays live.
     type: bool
     default: false
   record:

@@ -124,3 +124,39 @@ def test_old_tags_are_deleted_upstream_and_here_in_one_push(checkout):
         source.close()
     assert _git("tag", "-l", cwd=upstream).split() == ["keep-me", "prod-20261202-100000"]
     assert _git("tag", "-l", cwd=work).split() == ["keep-me", "prod-20261202-100000"]
+
+
+def test_the_remotes_tags_are_fetched_before_a_rollout_and_local_ones_are_kept(checkout, tmp_path):
+    work, upstream = checkout
+    other = tmp_path / "other"
+    _git("clone", "-q", str(upstream), str(other), cwd=tmp_path)
+    for key, value in (("user.name", "O"), ("user.email", "o@example.com")):
+        _git("config", key, value, cwd=other)
+    (other / "app.txt").write_text("two\n")
+    _git("commit", "-q", "-am", "two", cwd=other)
+    _git("push", "-q", "origin", "main", cwd=other)
+    # Another operator's rollout (of a commit this checkout has never seen), and a tag both have.
+    _git("tag", "-a", "-m", "theirs", "prod-20261202-100000", cwd=other)
+    _git("tag", "-a", "-m", "theirs", "prod-20261201-100000", cwd=other)
+    _git("push", "-q", "origin", "--tags", cwd=other)
+    _git("tag", "-a", "-m", "mine", "prod-20261201-100000", cwd=work)
+    mine = _git("rev-parse", "prod-20261201-100000", cwd=work)
+    source = gitrepo.open_checkout(str(work))
+    try:
+        assert gitrepo.fetch_tags(source, "none") == {"fetched": [], "differ": [], "url": None}
+        assert gitrepo.fetch_tags(source, "") == {"fetched": [], "differ": [], "url": None}
+        assert gitrepo.fetch_tags(source, "nosuchremote")["fetched"] == []
+        got = gitrepo.fetch_tags(source, "origin")
+        assert got == {"fetched": ["prod-20261202-100000"], "differ": ["prod-20261201-100000"], "url": str(upstream)}
+        assert gitrepo.fetch_tags(source, "origin")["fetched"] == []  # once only
+    finally:
+        source.close()
+    assert _git("rev-parse", "prod-20261202-100000^{commit}", cwd=work) == _git("rev-parse", "HEAD", cwd=other)
+    assert _git("rev-parse", "prod-20261201-100000", cwd=work) == mine
+    _git("remote", "set-url", "origin", str(tmp_path / "gone.git"), cwd=work)
+    source = gitrepo.open_checkout(str(work))
+    try:
+        with pytest.raises(gitrepo.GitError, match="could not fetch the tags of origin .* git_deploy_remote: ''"):
+            gitrepo.fetch_tags(source, "origin")
+    finally:
+        source.close()
